@@ -1,0 +1,32 @@
+# fracture_d2: `make demo` and `make test` set everything up on first use.
+PY ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.fracture_d2-setup
+# Scripts in tools/ and datasets/ import the package from this checkout, installed or not.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: setup demo test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt setup.py tools/setup_env.sh
+	PYTHON=$(PY) VENV=$(VENV) bash tools/setup_env.sh
+	touch $@
+
+demo: setup
+	$(PYTHON) tools/demo.py
+
+test: setup
+	$(PYTHON) -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/black --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/black .
+
+clean:
+	rm -rf output/demo datasets/mura_synthetic .pytest_cache

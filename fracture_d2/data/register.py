@@ -1,0 +1,82 @@
+"""Register prepared datasets with Detectron2 by name, from ``$DETECTRON2_DATASETS``.
+
+Convention: a converter writes ``<root>/<folder>/annotations/<name>.json`` (COCO) and the
+images lie under ``<root>/<folder>/``; each such JSON is registered as ``<name>``. The
+well-known names (``mura_train``, ``mura_test_XR_WRIST``, ``fracatlas_val``, ...) are always
+registered, so asking for one that has not been prepared says how to prepare it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from .coco import DEFAULT_CLASSES
+from .mura import BODY_PARTS
+
+# folder under the root -> (registered names, how to prepare it)
+KNOWN = {
+    "mura": ([f"mura_{s}" for s in ("train", "val", "test")]
+             + [f"mura_test_{p}" for p in BODY_PARTS],
+             "python datasets/prepare_mura.py --mura-root <root>/mura/MURA-v1.1 --boxes BOXES.csv "
+             "--out <root>/mura"),
+    "fracatlas": ([f"fracatlas_{s}" for s in ("train", "val", "test")],
+                  "python datasets/prepare_fracatlas.py --root FracAtlas --out <root>/fracatlas"),
+}
+
+
+def datasets_root() -> Path:
+    """``$DETECTRON2_DATASETS`` (default ``datasets``), as Detectron2's builtin datasets use it."""
+    return Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+
+
+def _loader(name: str, json_file: Path, image_root: Path, hint: str):
+    def load():
+        if not json_file.is_file():
+            raise FileNotFoundError(
+                f"dataset '{name}': {json_file} not found; prepare it with: {hint} "
+                f"(or set $DETECTRON2_DATASETS; see datasets/README.md)")
+        dicts = load_coco_json(str(json_file), str(image_root), name)
+        return dicts
+
+    return load
+
+
+def register_dataset(name: str, json_file, image_root, hint: str = "", **metadata) -> None:
+    """Register one COCO-format dataset (lazily loaded), like ``register_coco_instances``."""
+    json_file, image_root = Path(json_file), Path(image_root)
+    DatasetCatalog.register(name, _loader(name, json_file, image_root, hint))
+    metadata.setdefault("thing_classes", list(DEFAULT_CLASSES))
+    MetadataCatalog.get(name).set(json_file=str(json_file), image_root=str(image_root),
+                                  evaluator_type="coco", **metadata)
+
+
+def register_all(root: str | os.PathLike | None = None) -> list[str]:
+    """Register the known dataset names plus every ``<root>/*/annotations/*.json``.
+
+    Names already registered are left alone, so calling this twice is harmless.
+
+    Returns:
+        The names registered by this call.
+    """
+    root = Path(root) if root is not None else datasets_root()
+    done = []
+    for folder, (names, hint) in KNOWN.items():
+        for name in names:
+            if name not in DatasetCatalog:
+                register_dataset(name, root / folder / "annotations" / f"{name}.json",
+                                 root / folder, hint.replace("<root>", str(root)),
+                                 image_table=str(root / folder / "annotations" /
+                                                 f"{folder}_images.csv"))
+                done.append(name)
+    for json_file in sorted(root.glob("*/annotations/*.json")):
+        name = json_file.stem
+        if name not in DatasetCatalog:
+            folder = json_file.parent.parent
+            table = next(iter(sorted(json_file.parent.glob("*_images.csv"))), None)
+            register_dataset(name, json_file, folder, image_table=str(table) if table else "")
+            done.append(name)
+    return done
