@@ -17,17 +17,33 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder to create MURA-v1.1/ and boxes.csv in")
     p.add_argument("--patients", type=int, default=200, help="number of patients")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--valid-fraction", type=float, default=0.15,
-                   help="share of patients in the official 'valid' split (the test split)")
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.15,
+        help="share of patients in the official 'valid' split (the test split)",
+    )
     p.add_argument("--max-side", type=int, default=512, help="longest image side (MURA: 512)")
-    p.add_argument("--box-fraction", type=float, default=1.0,
-                   help="share of positive images that get boxes in boxes.csv")
+    p.add_argument(
+        "--box-fraction",
+        type=float,
+        default=1.0,
+        help="share of positive images that get boxes in boxes.csv",
+    )
     p.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MURA-v1.1/")
     a = p.parse_args(argv)
     try:
-        summary = generate_synthetic_mura(a.out, a.patients, a.seed, a.valid_fraction, a.max_side,
-                                          a.box_fraction, a.workers, a.overwrite)
+        summary = generate_synthetic_mura(
+            a.out,
+            a.patients,
+            a.seed,
+            a.valid_fraction,
+            a.max_side,
+            a.box_fraction,
+            a.workers,
+            a.overwrite,
+        )
     except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,11 +9,52 @@ from detectron2.config import get_cfg
 
 def add_fracture_config(cfg: CN) -> CN:
     """Add fracture_d2's keys (with their defaults) to a Detectron2 config, in place."""
+    aug = cfg.INPUT.RADIOGRAPH_AUG = CN()
+    aug.ENABLED = True  # albumentations pipeline in the training mapper (test time: resize only)
+    aug.HFLIP_PROB = 0.5  # left/right flip (radiographs of either side look alike)
+    aug.BRIGHTNESS_CONTRAST_PROB = 0.5  # exposure differences between machines
+    aug.BRIGHTNESS_LIMIT = 0.2  # +- fraction of the maximum intensity
+    aug.CONTRAST_LIMIT = 0.2  # +- contrast factor
+    aug.GAMMA_PROB = 0.3  # detector response curves differ
+    aug.GAMMA_LIMIT = (80, 120)  # gamma range in percent
+    aug.CLAHE_PROB = 0.2  # local contrast equalisation, as radiologists' viewers do
+    aug.CLAHE_CLIP_LIMIT = 2.0  # CLAHE clip limit
+    aug.ROTATE_PROB = 0.3  # limbs are not always aligned with the detector
+    aug.ROTATE_LIMIT = 15.0  # degrees, +-
+    aug.SHIFT_SCALE_PROB = 0.3  # positioning and magnification differences
+    aug.SHIFT_LIMIT = 0.05  # fraction of the image size
+    aug.SCALE_LIMIT = 0.1  # +- scale factor
+    aug.NOISE_PROB = 0.2  # quantum noise of low-dose exposures
+    aug.NOISE_STD = (0.01, 0.04)  # noise std as a fraction of the intensity range
+    aug.MIN_VISIBILITY = 0.3  # a box keeping less of its area after augmentation is dropped
+
+    # Cap negatives (images without boxes) per epoch at this many per positive; 0 keeps all.
+    cfg.DATALOADER.NEG_POS_RATIO = 0.0
+
+    # Mixed-precision dtype when SOLVER.AMP.ENABLED: "float16" or "bfloat16" (no loss scaling
+    # needed; Hopper/Ampere GPUs).
+    cfg.SOLVER.AMP.PRECISION = "float16"
+    cfg.SOLVER.BEST_CHECKPOINT = CN()
+    # Keep model_best.pth by a metric logged at TEST.EVAL_PERIOD (needs EVAL_PERIOD > 0).
+    cfg.SOLVER.BEST_CHECKPOINT.ENABLED = True
+    # Metric name as stored by EvalHook; with several DATASETS.TEST use "<dataset>/bbox/AP50".
+    cfg.SOLVER.BEST_CHECKPOINT.METRIC = "bbox/AP50"
+    cfg.SOLVER.BEST_CHECKPOINT.MODE = "max"  # "max" for AP-like metrics, "min" for losses
+    cfg.SOLVER.EARLY_STOP = CN()
+    # Stop after this many evaluations without improving BEST_CHECKPOINT.METRIC; 0 = never.
+    cfg.SOLVER.EARLY_STOP.PATIENCE = 0
+
     cfg.FRACTURE = CN()
-    # Registered dataset used for the validation loss and model selection; "" = DATASETS.TEST[0].
+    # Dataset for the validation loss (at TEST.EVAL_PERIOD); "" = DATASETS.TEST[0].
     cfg.FRACTURE.VAL_DATASET = ""
+    # Log the losses on the validation dataset at every evaluation.
+    cfg.FRACTURE.VAL_LOSS = True
     # COCOEvaluator tasks the Trainer asks for (the project detects boxes only).
     cfg.FRACTURE.EVAL_TASKS = ("bbox",)
+    # Allow TF32 matmul/convolutions on Ampere+ GPUs (faster, ~1e-3 relative precision).
+    cfg.FRACTURE.TF32 = True
+    # Deterministic algorithms (slower); with SEED >= 0 gives repeatable runs on one device.
+    cfg.FRACTURE.DETERMINISTIC = False
     return cfg
 
 

@@ -12,15 +12,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_script(script: str, *args, env: dict | None = None, check: bool = True,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args, env: dict | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run a repo script (``tools/x.py``) by path, as users do, with this interpreter."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
-                             f"\n--- stderr\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{script} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+            f"\n--- stderr\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -30,8 +38,7 @@ def synthetic_raw(tmp_path_factory) -> Path:
     from fracture_d2.data.synth_mura import generate_synthetic_mura
 
     out = tmp_path_factory.mktemp("raw")
-    generate_synthetic_mura(out, patients=24, seed=0, valid_fraction=0.25, max_side=128,
-                            workers=1)
+    generate_synthetic_mura(out, patients=24, seed=0, valid_fraction=0.25, max_side=128, workers=1)
     return out
 
 
@@ -41,6 +48,11 @@ def datasets_root(synthetic_raw, tmp_path_factory) -> Path:
     from fracture_d2.data.convert_mura import prepare_mura
 
     root = tmp_path_factory.mktemp("d2datasets")
-    prepare_mura(synthetic_raw / "MURA-v1.1", [synthetic_raw / "boxes.csv"],
-                 root / "mura_synthetic", name="mura_synthetic", val_fraction=0.2)
+    prepare_mura(
+        synthetic_raw / "MURA-v1.1",
+        [synthetic_raw / "boxes.csv"],
+        root / "mura_synthetic",
+        name="mura_synthetic",
+        val_fraction=0.2,
+    )
     return root

@@ -13,8 +13,13 @@ CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rg
 
 def test_configs_exist():
     names = {p.name for p in CONFIGS}
-    assert {"Base-RCNN-FPN.yaml", "faster_rcnn_R_50_FPN_1x.yaml", "faster_rcnn_R_50_FPN_3x.yaml",
-            "faster_rcnn_R_101_FPN_3x.yaml", "faster_rcnn_R_18_FPN_demo.yaml"} <= names
+    assert {
+        "Base-RCNN-FPN.yaml",
+        "faster_rcnn_R_50_FPN_1x.yaml",
+        "faster_rcnn_R_50_FPN_3x.yaml",
+        "faster_rcnn_R_101_FPN_3x.yaml",
+        "faster_rcnn_R_18_FPN_demo.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))

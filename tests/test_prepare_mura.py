@@ -7,22 +7,27 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import run_script
 from fracture_d2.data.convert_mura import prepare_mura
 from fracture_d2.data.errors import DataError
+
+from conftest import run_script
 
 SPLITS = ("train", "val", "test")
 
 
 def _load(root, name="mura_synthetic"):
-    return {s: json.load(open(root / "mura_synthetic" / "annotations" / f"{name}_{s}.json"))
-            for s in SPLITS}
+    return {
+        s: json.load(open(root / "mura_synthetic" / "annotations" / f"{name}_{s}.json"))
+        for s in SPLITS
+    }
 
 
 def test_boxes_in_equal_boxes_out(synthetic_raw, datasets_root):
     rows = list(csv.DictReader(open(synthetic_raw / "boxes.csv")))
-    expected = sorted((r["image_path"], *(float(r[k]) for k in ("x_min", "y_min", "x_max",
-                                                                    "y_max"))) for r in rows)
+    expected = sorted(
+        (r["image_path"], *(float(r[k]) for k in ("x_min", "y_min", "x_max", "y_max")))
+        for r in rows
+    )
     got = []
     for coco in _load(datasets_root).values():
         names = {im["id"]: im["file_name"] for im in coco["images"]}
@@ -40,8 +45,11 @@ def test_splits_are_patient_disjoint_and_official_valid_is_test(datasets_root):
     assert not patients["train"] & patients["val"]
     assert not (patients["train"] | patients["val"]) & patients["test"]
     assert all(im["file_name"].startswith("MURA-v1.1/valid/") for im in cocos["test"]["images"])
-    assert all(im["file_name"].startswith("MURA-v1.1/train/")
-               for s in ("train", "val") for im in cocos[s]["images"])
+    assert all(
+        im["file_name"].startswith("MURA-v1.1/train/")
+        for s in ("train", "val")
+        for im in cocos[s]["images"]
+    )
     ids = [im["id"] for c in cocos.values() for im in c["images"]]
     assert len(ids) == len(set(ids))
 
@@ -53,19 +61,33 @@ def test_metadata_negatives_and_image_table(synthetic_raw, datasets_root):
         for a in c["annotations"]:
             n_boxes[a["image_id"]] += 1
         for im in c["images"]:
-            assert {"body_part", "patient_id", "study_id", "study_label", "image_label",
-                    "annotated"} <= set(im)
+            assert {
+                "body_part",
+                "patient_id",
+                "study_id",
+                "study_label",
+                "image_label",
+                "annotated",
+            } <= set(im)
             assert im["width"] <= 128 and im["height"] <= 128
             if im["study_label"] == 0:
                 assert n_boxes[im["id"]] == 0 and im["image_label"] == 0
-    table = list(csv.DictReader(open(datasets_root / "mura_synthetic" / "annotations"
-                                     / "mura_synthetic_images.csv")))
-    release = sum(len((synthetic_raw / "MURA-v1.1" / f"{s}_image_paths.csv").read_text().split())
-                  for s in ("train", "valid"))
+    table = list(
+        csv.DictReader(
+            open(datasets_root / "mura_synthetic" / "annotations" / "mura_synthetic_images.csv")
+        )
+    )
+    release = sum(
+        len((synthetic_raw / "MURA-v1.1" / f"{s}_image_paths.csv").read_text().split())
+        for s in ("train", "valid")
+    )
     assert len(table) == release  # every image of the release, detection or not
-    per_test = {p: json.load(open(datasets_root / "mura_synthetic" / "annotations"
-                                  / f"mura_synthetic_test_{p}.json"))["images"]
-                for p in ("XR_WRIST", "XR_HAND", "XR_SHOULDER")}
+    per_test = {
+        p: json.load(
+            open(datasets_root / "mura_synthetic" / "annotations" / f"mura_synthetic_test_{p}.json")
+        )["images"]
+        for p in ("XR_WRIST", "XR_HAND", "XR_SHOULDER")
+    }
     for part, images in per_test.items():
         assert all(im["body_part"] == part for im in images)
     summary = json.load(open(datasets_root / "mura_synthetic" / "prepare_summary.json"))
@@ -85,11 +107,15 @@ def test_unannotated_positives_left_out_and_counted(synthetic_raw, tmp_path):
     dropped = rows[1].split(",")[0]
     keep = [r for r in rows if not r.startswith(dropped + ",")]
     (tmp_path / "partial.csv").write_text("\n".join(keep) + "\n")
-    summary = prepare_mura(synthetic_raw / "MURA-v1.1", [tmp_path / "partial.csv"],
-                           tmp_path / "out")
+    summary = prepare_mura(
+        synthetic_raw / "MURA-v1.1", [tmp_path / "partial.csv"], tmp_path / "out"
+    )
     assert summary["skipped"] == {"positive_without_boxes": 1}
-    names = [im["file_name"] for s in SPLITS for im in json.load(
-        open(tmp_path / "out" / "annotations" / f"mura_{s}.json"))["images"]]
+    names = [
+        im["file_name"]
+        for s in SPLITS
+        for im in json.load(open(tmp_path / "out" / "annotations" / f"mura_{s}.json"))["images"]
+    ]
     assert dropped not in names
 
 
@@ -98,8 +124,9 @@ def _copy_tree(synthetic_raw, tmp_path):
     return tmp_path / "MURA-v1.1"
 
 
-@pytest.mark.parametrize("case", ["missing_root", "missing_csv", "unknown_image", "bad_number",
-                                  "label_contradiction"])
+@pytest.mark.parametrize(
+    "case", ["missing_root", "missing_csv", "unknown_image", "bad_number", "label_contradiction"]
+)
 def test_bad_input_names_file_and_row_and_writes_nothing(case, synthetic_raw, tmp_path):
     root, boxes = _copy_tree(synthetic_raw, tmp_path), tmp_path / "boxes.csv"
     shutil.copy(synthetic_raw / "boxes.csv", boxes)
@@ -127,8 +154,9 @@ def test_bad_input_names_file_and_row_and_writes_nothing(case, synthetic_raw, tm
         csv_path.write_text("\n".join(lines) + "\n")
         expect = "contradicts folder name"
     out = tmp_path / "out"
-    proc = run_script("datasets/prepare_mura.py", "--mura-root", root, "--boxes", boxes,
-                      "--out", out, check=False)
+    proc = run_script(
+        "datasets/prepare_mura.py", "--mura-root", root, "--boxes", boxes, "--out", out, check=False
+    )
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and expect in err, err

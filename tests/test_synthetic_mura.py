@@ -30,8 +30,13 @@ def _digest(folder):
 def test_layout_and_csvs(synthetic_raw):
     root = synthetic_raw / "MURA-v1.1"
     assert sorted(p.name for p in root.iterdir()) == [
-        "train", "train_image_paths.csv", "train_labeled_studies.csv",
-        "valid", "valid_image_paths.csv", "valid_labeled_studies.csv"]
+        "train",
+        "train_image_paths.csv",
+        "train_labeled_studies.csv",
+        "valid",
+        "valid_image_paths.csv",
+        "valid_labeled_studies.csv",
+    ]
     studies = defaultdict(list)
     for split in ("train", "valid"):
         lines = (root / f"{split}_image_paths.csv").read_text().splitlines()
@@ -52,7 +57,7 @@ def test_layout_and_csvs(synthetic_raw):
     assert all(1 <= len(v) <= 5 for v in studies.values())
     per_patient = defaultdict(set)
     for s in studies:
-        per_patient[s.rsplit("/", 3)[0]].add(s)
+        per_patient[s.rstrip("/").rsplit("/", 1)[0]].add(s)
     assert all(1 <= len(v) <= 3 for v in per_patient.values())
 
 

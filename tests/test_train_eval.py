@@ -12,8 +12,14 @@ SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
 @pytest.fixture(scope="module")
 def trained(datasets_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    run_script("tools/train_net.py", "--config-file", SMOKE, "OUTPUT_DIR", out,
-               env={"DETECTRON2_DATASETS": str(datasets_root)})
+    run_script(
+        "tools/train_net.py",
+        "--config-file",
+        SMOKE,
+        "OUTPUT_DIR",
+        out,
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
     return out
 
 
@@ -28,10 +34,19 @@ def test_training_writes_checkpoints_and_metrics(trained):
 
 
 def test_eval_only_returns_bbox_metrics(trained, datasets_root):
-    proc = run_script("tools/train_net.py", "--config-file", SMOKE, "--eval-only",
-                      "MODEL.WEIGHTS", trained / "model_final.pth", "OUTPUT_DIR", trained / "ev",
-                      "DATASETS.TEST", "('mura_synthetic_test',)",
-                      env={"DETECTRON2_DATASETS": str(datasets_root)})
+    proc = run_script(
+        "tools/train_net.py",
+        "--config-file",
+        SMOKE,
+        "--eval-only",
+        "MODEL.WEIGHTS",
+        trained / "model_final.pth",
+        "OUTPUT_DIR",
+        trained / "ev",
+        "DATASETS.TEST",
+        "('mura_synthetic_test',)",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in proc.stdout + proc.stderr
     preds = trained / "ev" / "inference" / "mura_synthetic_test" / "coco_instances_results.json"
     assert preds.is_file()
@@ -40,8 +55,16 @@ def test_eval_only_returns_bbox_metrics(trained, datasets_root):
 
 
 def test_unprepared_dataset_says_how_to_prepare(tmp_path):
-    proc = run_script("tools/train_net.py", "--config-file", SMOKE, "OUTPUT_DIR", tmp_path,
-                      "DATASETS.TRAIN", "('mura_train',)", check=False,
-                      env={"DETECTRON2_DATASETS": str(tmp_path / "empty")})
+    proc = run_script(
+        "tools/train_net.py",
+        "--config-file",
+        SMOKE,
+        "OUTPUT_DIR",
+        tmp_path,
+        "DATASETS.TRAIN",
+        "('mura_train',)",
+        check=False,
+        env={"DETECTRON2_DATASETS": str(tmp_path / "empty")},
+    )
     assert proc.returncode != 0
     assert "prepare_mura.py" in proc.stderr

@@ -52,29 +52,55 @@ def main(argv=None) -> int:
     out = Path(a.output_dir)
     py = sys.executable
     times = {
-        "generate": _run("generate synthetic MURA-v1.1 tree",
-                         [py, "datasets/generate_synthetic_mura.py", "--out", data, "--patients",
-                          a.patients, "--seed", a.seed, "--overwrite"]),
-        "prepare": _run("prepare COCO splits (mura_synthetic_train/val/test)",
-                        [py, "datasets/prepare_mura.py", "--mura-root", data / "MURA-v1.1",
-                         "--boxes", data / "boxes.csv", "--out", data, "--name",
-                         "mura_synthetic"]),
-        "train+eval": _run("train from scratch, then COCO evaluation on mura_synthetic_test",
-                           [py, "tools/train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", out,
-                            *a.opts]),
+        "generate": _run(
+            "generate synthetic MURA-v1.1 tree",
+            [
+                py,
+                "datasets/generate_synthetic_mura.py",
+                "--out",
+                data,
+                "--patients",
+                a.patients,
+                "--seed",
+                a.seed,
+                "--overwrite",
+            ],
+        ),
+        "prepare": _run(
+            "prepare COCO splits (mura_synthetic_train/val/test)",
+            [
+                py,
+                "datasets/prepare_mura.py",
+                "--mura-root",
+                data / "MURA-v1.1",
+                "--boxes",
+                data / "boxes.csv",
+                "--out",
+                data,
+                "--name",
+                "mura_synthetic",
+            ],
+        ),
+        "train+eval": _run(
+            "train from scratch, then COCO evaluation on mura_synthetic_test",
+            [py, "tools/train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", out, *a.opts],
+        ),
     }
     m = _final_metrics(REPO / out)
     print("\n=== demo: done")
     print("  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
-    print(f"  bbox AP {m['bbox/AP']:.1f} | AP50 {m['bbox/AP50']:.1f} | AP75 {m['bbox/AP75']:.1f}"
-          f"  on mura_synthetic_test (goal AP50 >= {AP50_GOAL:.0f})")
+    print(
+        f"  bbox AP {m['bbox/AP']:.1f} | AP50 {m['bbox/AP50']:.1f} | AP75 {m['bbox/AP75']:.1f}"
+        f"  on mura_synthetic_test (goal AP50 >= {AP50_GOAL:.0f})"
+    )
     print(f"  data:        {data}")
     print(f"  model:       {out / 'model_final.pth'}")
     print(f"  metrics:     {out / 'metrics.json'} (TensorBoard: tensorboard --logdir {out})")
     print(f"  predictions: {out / 'inference' / 'mura_synthetic_test'}")
     if m["bbox/AP50"] < AP50_GOAL:
-        print(f"demo: AP50 {m['bbox/AP50']:.1f} is below the goal of {AP50_GOAL:.0f}",
-              file=sys.stderr)
+        print(
+            f"demo: AP50 {m['bbox/AP50']:.1f} is below the goal of {AP50_GOAL:.0f}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -46,8 +46,12 @@ def read_box_csv(path: str | Path, normalise=lambda p: p) -> list[Box]:
             if i == 1 and row[0].strip().lower() in ("image_path", "image", "file_name", "path"):
                 continue  # header
             if len(row) not in (5, 6):
-                raise DataError(path, "expected image_path,x_min,y_min,x_max,y_max[,label], "
-                                f"got {len(row)} columns", i)
+                raise DataError(
+                    path,
+                    "expected image_path,x_min,y_min,x_max,y_max[,label], "
+                    f"got {len(row)} columns",
+                    i,
+                )
             try:
                 x0, y0, x1, y1 = (float(v) for v in row[1:5])
             except ValueError:
@@ -55,8 +59,9 @@ def read_box_csv(path: str | Path, normalise=lambda p: p) -> list[Box]:
             if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
                 raise DataError(path, f"non-finite coordinate in {row[1:5]}", i)
             if x1 <= x0 or y1 <= y0:
-                raise DataError(path, f"empty box (x_max <= x_min or y_max <= y_min): {row[1:5]}",
-                                i)
+                raise DataError(
+                    path, f"empty box (x_max <= x_min or y_max <= y_min): {row[1:5]}", i
+                )
             label = row[5].strip() if len(row) == 6 and row[5].strip() else "fracture"
             boxes.append(Box(normalise(row[0]), x0, y0, x1, y1, label, str(path), i))
     return boxes
@@ -64,9 +69,25 @@ def read_box_csv(path: str | Path, normalise=lambda p: p) -> list[Box]:
 
 def clip_box(box: Box, width: int, height: int, tolerance: float = 2.0) -> Box:
     """Clip a box to the image if it overshoots by at most ``tolerance`` px, else raise."""
-    if (box.x0 < -tolerance or box.y0 < -tolerance or box.x1 > width + tolerance
-            or box.y1 > height + tolerance):
-        raise DataError(box.source, f"box {[box.x0, box.y0, box.x1, box.y1]} lies outside "
-                        f"{box.image} ({width}x{height})", box.row)
-    return Box(box.image, max(0.0, box.x0), max(0.0, box.y0), min(float(width), box.x1),
-               min(float(height), box.y1), box.label, box.source, box.row)
+    if (
+        box.x0 < -tolerance
+        or box.y0 < -tolerance
+        or box.x1 > width + tolerance
+        or box.y1 > height + tolerance
+    ):
+        raise DataError(
+            box.source,
+            f"box {[box.x0, box.y0, box.x1, box.y1]} lies outside "
+            f"{box.image} ({width}x{height})",
+            box.row,
+        )
+    return Box(
+        box.image,
+        max(0.0, box.x0),
+        max(0.0, box.y0),
+        min(float(width), box.x1),
+        min(float(height), box.y1),
+        box.label,
+        box.source,
+        box.row,
+    )

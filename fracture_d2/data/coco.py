@@ -10,8 +10,9 @@ def coco_categories(classes=DEFAULT_CLASSES) -> list[dict]:
     return [{"id": i, "name": c, "supercategory": "bone"} for i, c in enumerate(classes, 1)]
 
 
-def build_coco(images: list[dict], boxes_by_image: dict, classes=DEFAULT_CLASSES,
-               info: dict | None = None) -> dict:
+def build_coco(
+    images: list[dict], boxes_by_image: dict, classes=DEFAULT_CLASSES, info: dict | None = None
+) -> dict:
     """Assemble a COCO dict.
 
     Args:
@@ -29,8 +30,19 @@ def build_coco(images: list[dict], boxes_by_image: dict, classes=DEFAULT_CLASSES
     for img in images:
         for x0, y0, x1, y1, label in boxes_by_image.get(img["id"], ()):
             w, h = x1 - x0, y1 - y0
-            anns.append({"id": len(anns) + 1, "image_id": img["id"], "category_id": cat_id[label],
-                         "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
-                         "area": round(w * h, 2), "iscrowd": 0})
-    return {"info": info or {}, "images": images, "annotations": anns,
-            "categories": coco_categories(classes)}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img["id"],
+                    "category_id": cat_id[label],
+                    "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+                    "area": round(w * h, 2),
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "info": info or {},
+        "images": images,
+        "annotations": anns,
+        "categories": coco_categories(classes),
+    }

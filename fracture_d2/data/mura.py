@@ -14,8 +14,15 @@ from pathlib import Path
 
 from .errors import DataError
 
-BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER",
-              "XR_WRIST")
+BODY_PARTS = (
+    "XR_ELBOW",
+    "XR_FINGER",
+    "XR_FOREARM",
+    "XR_HAND",
+    "XR_HUMERUS",
+    "XR_SHOULDER",
+    "XR_WRIST",
+)
 OFFICIAL_SPLITS = ("train", "valid")
 _IMAGE_RE = re.compile(
     r"^(?P<root>[^/]+)/(?P<split>train|valid)/(?P<part>XR_[A-Z]+)/patient(?P<patient>\d+)/"
@@ -45,8 +52,11 @@ def canonical_path(path: str) -> str:
 
 def _read_rows(path: Path) -> list[list[str]]:
     if not path.is_file():
-        raise DataError(path, "missing; the MURA-v1.1 release ships train/valid "
-                        "_image_paths.csv and _labeled_studies.csv beside train/ and valid/")
+        raise DataError(
+            path,
+            "missing; the MURA-v1.1 release ships train/valid "
+            "_image_paths.csv and _labeled_studies.csv beside train/ and valid/",
+        )
     with open(path, newline="", encoding="utf-8-sig") as f:
         return [row for row in csv.reader(f)]
 
@@ -73,8 +83,11 @@ def read_mura_split(mura_root: str | Path, split: str) -> list[MuraImage]:
     """
     mura_root = Path(mura_root)
     if not mura_root.is_dir():
-        raise DataError(mura_root, "MURA root not found; pass the unpacked MURA-v1.1 folder "
-                        "with --mura-root (see datasets/README.md)")
+        raise DataError(
+            mura_root,
+            "MURA root not found; pass the unpacked MURA-v1.1 folder "
+            "with --mura-root (see datasets/README.md)",
+        )
     labels = read_study_labels(mura_root, split)
     path = mura_root / f"{split}_image_paths.csv"
     images = []
@@ -88,13 +101,23 @@ def read_mura_split(mura_root: str | Path, split: str) -> list[MuraImage]:
         if study not in labels:
             raise DataError(path, f"study {study} has no label in {split}_labeled_studies.csv", i)
         if labels[study] != (m["label"] == "positive"):
-            raise DataError(path, f"label {labels[study]} in {split}_labeled_studies.csv "
-                            f"contradicts folder name {m['study']}", i)
-        images.append(MuraImage(
-            file_name=f"MURA-v1.1/{split}/{m['part']}/patient{m['patient']}/{m['study']}/"
-                      f"{m['image']}",
-            split=split, body_part=m["part"], patient_id=int(m["patient"]),
-            study_id=study[len("MURA-v1.1/"):].rstrip("/"), study_label=labels[study]))
+            raise DataError(
+                path,
+                f"label {labels[study]} in {split}_labeled_studies.csv "
+                f"contradicts folder name {m['study']}",
+                i,
+            )
+        images.append(
+            MuraImage(
+                file_name=f"MURA-v1.1/{split}/{m['part']}/patient{m['patient']}/{m['study']}/"
+                f"{m['image']}",
+                split=split,
+                body_part=m["part"],
+                patient_id=int(m["patient"]),
+                study_id=study[len("MURA-v1.1/") :].rstrip("/"),
+                study_label=labels[study],
+            )
+        )
     return images
 
 

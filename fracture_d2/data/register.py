@@ -19,12 +19,16 @@ from .mura import BODY_PARTS
 
 # folder under the root -> (registered names, how to prepare it)
 KNOWN = {
-    "mura": ([f"mura_{s}" for s in ("train", "val", "test")]
-             + [f"mura_test_{p}" for p in BODY_PARTS],
-             "python datasets/prepare_mura.py --mura-root <root>/mura/MURA-v1.1 --boxes BOXES.csv "
-             "--out <root>/mura"),
-    "fracatlas": ([f"fracatlas_{s}" for s in ("train", "val", "test")],
-                  "python datasets/prepare_fracatlas.py --root FracAtlas --out <root>/fracatlas"),
+    "mura": (
+        [f"mura_{s}" for s in ("train", "val", "test", "val_all", "test_all")]
+        + [f"mura_test_{p}" for p in BODY_PARTS],
+        "python datasets/prepare_mura.py --mura-root <root>/mura/MURA-v1.1 --boxes BOXES.csv "
+        "--out <root>/mura",
+    ),
+    "fracatlas": (
+        [f"fracatlas_{s}" for s in ("train", "val", "test")],
+        "python datasets/prepare_fracatlas.py --root FracAtlas --out <root>/fracatlas",
+    ),
 }
 
 
@@ -38,7 +42,8 @@ def _loader(name: str, json_file: Path, image_root: Path, hint: str):
         if not json_file.is_file():
             raise FileNotFoundError(
                 f"dataset '{name}': {json_file} not found; prepare it with: {hint} "
-                f"(or set $DETECTRON2_DATASETS; see datasets/README.md)")
+                f"(or set $DETECTRON2_DATASETS; see datasets/README.md)"
+            )
         dicts = load_coco_json(str(json_file), str(image_root), name)
         return dicts
 
@@ -50,8 +55,9 @@ def register_dataset(name: str, json_file, image_root, hint: str = "", **metadat
     json_file, image_root = Path(json_file), Path(image_root)
     DatasetCatalog.register(name, _loader(name, json_file, image_root, hint))
     metadata.setdefault("thing_classes", list(DEFAULT_CLASSES))
-    MetadataCatalog.get(name).set(json_file=str(json_file), image_root=str(image_root),
-                                  evaluator_type="coco", **metadata)
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file), image_root=str(image_root), evaluator_type="coco", **metadata
+    )
 
 
 def register_all(root: str | os.PathLike | None = None) -> list[str]:
@@ -67,10 +73,13 @@ def register_all(root: str | os.PathLike | None = None) -> list[str]:
     for folder, (names, hint) in KNOWN.items():
         for name in names:
             if name not in DatasetCatalog:
-                register_dataset(name, root / folder / "annotations" / f"{name}.json",
-                                 root / folder, hint.replace("<root>", str(root)),
-                                 image_table=str(root / folder / "annotations" /
-                                                 f"{folder}_images.csv"))
+                register_dataset(
+                    name,
+                    root / folder / "annotations" / f"{name}.json",
+                    root / folder,
+                    hint.replace("<root>", str(root)),
+                    image_table=str(root / folder / "annotations" / f"{folder}_images.csv"),
+                )
                 done.append(name)
     for json_file in sorted(root.glob("*/annotations/*.json")):
         name = json_file.stem

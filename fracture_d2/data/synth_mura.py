@@ -28,8 +28,15 @@ from .synth_radiograph import BODY_PARTS, render_radiograph
 logger = logging.getLogger(__name__)
 
 # Share of MURA-v1.1 train studies per body part; the generator draws parts with these weights.
-PART_WEIGHTS = {"ELBOW": 1754, "FINGER": 1935, "FOREARM": 877, "HAND": 2018, "HUMERUS": 592,
-                "SHOULDER": 2821, "WRIST": 3460}
+PART_WEIGHTS = {
+    "ELBOW": 1754,
+    "FINGER": 1935,
+    "FOREARM": 877,
+    "HAND": 2018,
+    "HUMERUS": 592,
+    "SHOULDER": 2821,
+    "WRIST": 3460,
+}
 
 
 @dataclass
@@ -59,8 +66,10 @@ def _plan(patients: int, seed: int, valid_fraction: float, max_side: int):
         for part in own:
             for k in range(1, int(rng.integers(1, 4)) + 1):
                 positive = bool(rng.random() < 0.4)
-                study = (f"MURA-v1.1/{split}/XR_{part}/patient{pid:05d}/"
-                         f"study{k}_{'positive' if positive else 'negative'}/")
+                study = (
+                    f"MURA-v1.1/{split}/XR_{part}/patient{pid:05d}/"
+                    f"study{k}_{'positive' if positive else 'negative'}/"
+                )
                 studies.append((split, study, int(positive)))
                 for m in range(1, int(rng.integers(1, 6)) + 1):
                     long_side = int(rng.integers(int(0.75 * max_side), max_side + 1))
@@ -74,8 +83,9 @@ def _plan(patients: int, seed: int, valid_fraction: float, max_side: int):
 
 def _write_job(args) -> list:
     job, root = args
-    img, boxes = render_radiograph(job.part, job.size, job.n_fractures,
-                                   np.random.default_rng(list(job.seed)))
+    img, boxes = render_radiograph(
+        job.part, job.size, job.n_fractures, np.random.default_rng(list(job.seed))
+    )
     path = Path(root) / job.rel_path.split("/", 1)[1]  # rel_path starts with MURA-v1.1/
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
@@ -83,10 +93,16 @@ def _write_job(args) -> list:
     return boxes
 
 
-def generate_synthetic_mura(out: str | os.PathLike, patients: int, seed: int = 0,
-                            valid_fraction: float = 0.15, max_side: int = 512,
-                            box_fraction: float = 1.0, workers: int | None = None,
-                            overwrite: bool = False) -> dict:
+def generate_synthetic_mura(
+    out: str | os.PathLike,
+    patients: int,
+    seed: int = 0,
+    valid_fraction: float = 0.15,
+    max_side: int = 512,
+    box_fraction: float = 1.0,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Generate ``OUT/MURA-v1.1`` and ``OUT/boxes.csv``; deterministic for a seed.
 
     Args:
@@ -115,8 +131,13 @@ def generate_synthetic_mura(out: str | os.PathLike, patients: int, seed: int = 0
     jobs, studies = _plan(patients, seed, valid_fraction, max_side)
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         results = pool.map(_write_job, [(j, tmp) for j in jobs], chunksize=16)
-        for job, boxes in tqdm(zip(jobs, results), total=len(jobs), desc="rendering",
-                               unit="img", disable=len(jobs) < 200):
+        for job, boxes in tqdm(
+            zip(jobs, results, strict=True),
+            total=len(jobs),
+            desc="rendering",
+            unit="img",
+            disable=len(jobs) < 200,
+        ):
             job.boxes = boxes
     _write_csvs(tmp, jobs, studies)
     rng = np.random.default_rng(seed + 1)
@@ -124,10 +145,16 @@ def generate_synthetic_mura(out: str | os.PathLike, patients: int, seed: int = 0
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    summary = {"root": str(final), "patients": patients, "studies": len(studies),
-               "images": len(jobs), "boxes": n_boxes,
-               "images_per_split": {s: sum(j.rel_path.split("/")[1] == s for j in jobs)
-                                    for s in ("train", "valid")}}
+    summary = {
+        "root": str(final),
+        "patients": patients,
+        "studies": len(studies),
+        "images": len(jobs),
+        "boxes": n_boxes,
+        "images_per_split": {
+            s: sum(j.rel_path.split("/")[1] == s for j in jobs) for s in ("train", "valid")
+        },
+    }
     return summary
 
 

@@ -40,13 +40,19 @@ def _layout(part: str, w: int, h: int, rng: np.random.Generator):
     cx = w / 2 + rng.uniform(-0.08, 0.08) * w
     bones, blobs = [], []
     if part == "HUMERUS":
-        bones.append(_bone((cx, 0.05 * h), (cx + rng.uniform(-0.1, 0.1) * w, 0.95 * h),
-                           rng.uniform(0.13, 0.18) * s))
+        bones.append(
+            _bone(
+                (cx, 0.05 * h),
+                (cx + rng.uniform(-0.1, 0.1) * w, 0.95 * h),
+                rng.uniform(0.13, 0.18) * s,
+            )
+        )
     elif part == "FOREARM":
         gap = rng.uniform(0.11, 0.15) * w
         for dx in (-gap / 2, gap / 2):
-            bones.append(_bone((cx + dx, 0.04 * h), (cx + dx * 0.7, 0.96 * h),
-                               rng.uniform(0.07, 0.095) * s))
+            bones.append(
+                _bone((cx + dx, 0.04 * h), (cx + dx * 0.7, 0.96 * h), rng.uniform(0.07, 0.095) * s)
+            )
     elif part == "FINGER":
         y, seg_w = 0.04 * h, rng.uniform(0.11, 0.15) * s
         for frac in (0.38, 0.3, 0.22):
@@ -58,15 +64,17 @@ def _layout(part: str, w: int, h: int, rng: np.random.Generator):
         for i in range(n):
             x = cx + (i - 2) * 0.13 * w
             top = base_y - rng.uniform(0.3, 0.4) * h
-            bones.append(_bone((x, base_y), (x + (i - 2) * 0.03 * w, top),
-                               rng.uniform(0.06, 0.08) * s))
-        for i in range(6):
+            bones.append(
+                _bone((x, base_y), (x + (i - 2) * 0.03 * w, top), rng.uniform(0.06, 0.08) * s)
+            )
+        for _ in range(6):
             c = (cx + rng.uniform(-0.2, 0.2) * w, base_y + rng.uniform(0.05, 0.14) * h)
             blobs.append((c, (0.05 * s, 0.04 * s), rng.uniform(0, 180)))
         if part == "WRIST":
             for dx, wd in ((-0.12, 0.12), (0.14, 0.08)):
-                bones.append(_bone((cx + dx * w, 0.99 * h), (cx + dx * w, base_y + 0.2 * h),
-                                   wd * s))
+                bones.append(
+                    _bone((cx + dx * w, 0.99 * h), (cx + dx * w, base_y + 0.2 * h), wd * s)
+                )
     elif part == "ELBOW":
         jx, jy = cx, 0.5 * h + rng.uniform(-0.05, 0.05) * h
         bones.append(_bone((cx - 0.1 * w, 0.02 * h), (jx, jy - 0.04 * h), 0.16 * s))
@@ -77,8 +85,7 @@ def _layout(part: str, w: int, h: int, rng: np.random.Generator):
         blobs.append(((jx, jy), (0.11 * s, 0.06 * s), 0))
     elif part == "SHOULDER":
         hx = cx + 0.05 * w
-        bones.append(_bone((hx, 0.35 * h), (hx + rng.uniform(-0.1, 0.1) * w, 0.98 * h),
-                           0.15 * s))
+        bones.append(_bone((hx, 0.35 * h), (hx + rng.uniform(-0.1, 0.1) * w, 0.98 * h), 0.15 * s))
         bones.append(_bone((0.05 * w, 0.12 * h), (0.7 * w, 0.2 * h), 0.07 * s))  # clavicle
         blobs.append(((hx, 0.3 * h), (0.14 * s, 0.14 * s), 0))  # humeral head
         blobs.append(((hx - 0.25 * w, 0.35 * h), (0.12 * s, 0.3 * s), 15))  # scapula
@@ -113,8 +120,9 @@ def _fracture(layer: np.ndarray, bone: Bone, rng) -> tuple[np.ndarray, list[floa
     across = normal * np.cos(tilt) + axis * np.sin(tilt)
     half = bone.width * 0.75
     n = 5
-    pts = [centre + across * half * (2 * i / (n - 1) - 1) + axis * rng.uniform(-2, 2)
-           for i in range(n)]
+    pts = [
+        centre + across * half * (2 * i / (n - 1) - 1) + axis * rng.uniform(-2, 2) for i in range(n)
+    ]
     gap = int(rng.integers(3, 7))
     cut = np.zeros(layer.shape, np.uint8)
     cv2.polylines(cut, [np.round(pts).astype(np.int32)], False, 1, gap)
@@ -131,13 +139,18 @@ def _fracture(layer: np.ndarray, bone: Bone, rng) -> tuple[np.ndarray, list[floa
     ys, xs = np.nonzero(cut.astype(bool) & bone_mask)
     pad = 4 + abs(shift)
     h, w = layer.shape
-    box = [max(0.0, xs.min() - pad), max(0.0, ys.min() - pad),
-           min(w - 1.0, xs.max() + pad), min(h - 1.0, ys.max() + pad)]
+    box = [
+        max(0.0, xs.min() - pad),
+        max(0.0, ys.min() - pad),
+        min(w - 1.0, xs.max() + pad),
+        min(h - 1.0, ys.max() + pad),
+    ]
     return out, [float(round(v)) for v in box]
 
 
-def render_radiograph(part: str, size: tuple[int, int], n_fractures: int,
-                      rng: np.random.Generator) -> tuple[np.ndarray, list[list[float]]]:
+def render_radiograph(
+    part: str, size: tuple[int, int], n_fractures: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[list[float]]]:
     """Render one synthetic radiograph.
 
     Args:
@@ -169,9 +182,16 @@ def render_radiograph(part: str, size: tuple[int, int], n_fractures: int,
     long_bones = [i for i, b in enumerate(bones) if b.length > 3 * b.width]
     if len(long_bones) < n_fractures:
         long_bones = sorted(range(len(bones)), key=lambda i: -bones[i].length / bones[i].width)
-        long_bones = long_bones[:max(n_fractures, 1)]
-    broken = set(frac_rng.choice(long_bones, size=min(n_fractures, len(long_bones)), replace=False)
-                 .tolist()) if n_fractures else set()
+        long_bones = long_bones[: max(n_fractures, 1)]
+    broken = (
+        set(
+            frac_rng.choice(
+                long_bones, size=min(n_fractures, len(long_bones)), replace=False
+            ).tolist()
+        )
+        if n_fractures
+        else set()
+    )
     boxes = []
     for i, b in enumerate(bones):
         layer = _bone_layer((h, w), b, rng)
@@ -185,6 +205,13 @@ def render_radiograph(part: str, size: tuple[int, int], n_fractures: int,
     img += noise_rng.normal(0, noise_rng.uniform(0.01, 0.03), img.shape)
     img = np.clip(img, 0, 1) ** noise_rng.uniform(0.8, 1.25)
     marker = noise_rng.choice(["L", "R"])
-    cv2.putText(img, marker, (int(0.05 * w), int(0.95 * h)), cv2.FONT_HERSHEY_SIMPLEX,
-                0.002 * min(w, h), 0.95, 2)
+    cv2.putText(
+        img,
+        marker,
+        (int(0.05 * w), int(0.95 * h)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.002 * min(w, h),
+        0.95,
+        2,
+    )
     return np.round(img * 255).astype(np.uint8), boxes

@@ -1,20 +1,176 @@
-"""The project's Trainer: Detectron2's DefaultTrainer with the project's evaluators."""
+"""The project's Trainer: Detectron2's DefaultTrainer with radiograph data, medical-research
+hooks and speed switches. Each override extends what ``super()`` builds."""
 
 from __future__ import annotations
 
+import logging
 import os
 
-from detectron2.engine import DefaultTrainer
+import torch
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
 
 import fracture_d2.data  # noqa: F401  (registers the datasets)
+from fracture_d2.data.mapper import RadiographMapper
+from fracture_d2.data.samplers import NegativeCapTrainingSampler
+
+from .checkpoint import UntaggedCheckpointer, make_atomic
+from .hooks import BestModelCheckpointer, EarlyStop, EarlyStopping, ValidationLoss
+
+logger = logging.getLogger("fracture_d2")
+
+
+def amp_dtype(cfg) -> torch.dtype:
+    """The autocast dtype named by ``SOLVER.AMP.PRECISION``."""
+    names = {
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if cfg.SOLVER.AMP.PRECISION not in names:
+        raise ValueError(
+            f"SOLVER.AMP.PRECISION must be one of {sorted(names)}, "
+            f"got {cfg.SOLVER.AMP.PRECISION!r}"
+        )
+    return names[cfg.SOLVER.AMP.PRECISION]
+
+
+def val_dataset(cfg) -> str:
+    """The dataset used for validation loss: ``FRACTURE.VAL_DATASET`` or ``DATASETS.TEST[0]``."""
+    return cfg.FRACTURE.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+
+
+def apply_backend_flags(cfg) -> None:
+    """Process-wide switches from the config: TF32 and determinism."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(cfg.FRACTURE.TF32)
+    torch.backends.cudnn.allow_tf32 = bool(cfg.FRACTURE.TF32)
+    if cfg.FRACTURE.DETERMINISTIC:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class _DroppedBoxCounter:
+    """Wrap a train loader: log how many boxes augmentation dropped in each batch."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            try:
+                storage = get_event_storage()
+            except AssertionError:  # iterated outside a training loop (e.g. in a test)
+                storage = None
+            if storage is not None:
+                storage.put_scalar(
+                    "data/aug_dropped_boxes", sum(d.get("aug_dropped_boxes", 0) for d in batch)
+                )
+            yield batch
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer + COCOEvaluator (pure-Python pycocotools; boxes only)."""
+    """DefaultTrainer for radiographs.
+
+    - data: :class:`RadiographMapper` (albumentations from ``INPUT.RADIOGRAPH_AUG``), negatives
+      kept, optional negative:positive cap (``DATALOADER.NEG_POS_RATIO``);
+    - evaluation: COCOEvaluator (pure-Python pycocotools);
+    - hooks: ``model_best.pth`` by ``SOLVER.BEST_CHECKPOINT``, validation loss, early stopping,
+      atomic checkpoints;
+    - precision: ``SOLVER.AMP`` with ``PRECISION`` float16 or bfloat16 (CUDA), TF32 switch.
+    """
+
+    def __init__(self, cfg):
+        apply_backend_flags(cfg)
+        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+            raise ValueError(
+                "SOLVER.AMP.ENABLED needs a CUDA device (Detectron2's AMPTrainer); "
+                f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r}"
+            )
+        super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer.precision = amp_dtype(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = RadiographMapper(cfg, is_train=True)
+        ratio = cfg.DATALOADER.NEG_POS_RATIO
+        if ratio <= 0:
+            return _DroppedBoxCounter(build_detection_train_loader(cfg, mapper=mapper))
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            raise ValueError(
+                "DATALOADER.NEG_POS_RATIO > 0 replaces TrainingSampler; it cannot be "
+                f"combined with {cfg.DATALOADER.SAMPLER_TRAIN}"
+            )
+        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
+        sampler = NegativeCapTrainingSampler(dataset, ratio, seed=cfg.SEED)
+        logger.info(
+            f"NegativeCapTrainingSampler: {sampler.epoch_size} images per epoch "
+            f"(negatives capped at {ratio}:1)"
+        )
+        return _DroppedBoxCounter(
+            build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
+        )
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        from detectron2.data import build_detection_test_loader
+
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=RadiographMapper(cfg, is_train=False)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, tasks=tuple(cfg.FRACTURE.EVAL_TASKS),
-                             output_dir=output_folder, use_fast_impl=False)
+        return COCOEvaluator(
+            dataset_name,
+            tasks=tuple(cfg.FRACTURE.EVAL_TASKS),
+            output_dir=output_folder,
+            use_fast_impl=False,
+        )
+
+    def build_hooks(self):
+        make_atomic(self.checkpointer)
+        ret = super().build_hooks()
+        cfg, period = self.cfg, self.cfg.TEST.EVAL_PERIOD
+        if period <= 0:
+            return ret
+        i = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+        extra_before, extra_after = [], []
+        if cfg.FRACTURE.VAL_LOSS and val_dataset(cfg):
+            mapper = RadiographMapper(cfg, is_train=True, augment=False)
+            extra_before.append(ValidationLoss(period, val_dataset(cfg), mapper))
+        best = cfg.SOLVER.BEST_CHECKPOINT
+        if best.ENABLED and comm.is_main_process():
+            untagged = make_atomic(UntaggedCheckpointer(self.model, cfg.OUTPUT_DIR))
+            extra_after.append(BestModelCheckpointer(period, untagged, best.METRIC, best.MODE))
+        if cfg.SOLVER.EARLY_STOP.PATIENCE > 0:
+            extra_after.append(
+                EarlyStopping(
+                    period,
+                    best.METRIC,
+                    best.MODE,
+                    cfg.SOLVER.EARLY_STOP.PATIENCE,
+                    self.checkpointer,
+                )
+            )
+        return ret[:i] + extra_before + [ret[i]] + extra_after + ret[i + 1 :]
+
+    def train(self):
+        """Train; an early stop ends training normally (returns the last evaluation)."""
+        start = self.start_iter
+        try:
+            return super().train()
+        except EarlyStop as stop:
+            logger.info(str(stop))
+            return getattr(self, "_last_eval_results", None)
+        finally:
+            logger.info(f"rank {comm.get_rank()}: ran iterations {start}..{self.iter}")

@@ -1,0 +1,211 @@
+"""Training engine: hooks (best checkpoint, validation loss, early stop), sampler, precision
+switches, atomic checkpoints, resume after SIGKILL, and 2-process (gloo) training."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from detectron2.utils.events import EventStorage
+
+from fracture_d2.config import get_fracture_cfg
+from fracture_d2.data.samplers import NegativeCapTrainingSampler
+from fracture_d2.engine.checkpoint import AtomicPathManager
+from fracture_d2.engine.hooks import EarlyStop, EarlyStopping
+from fracture_d2.engine.trainer import Trainer, amp_dtype
+
+from conftest import REPO, run_script
+
+SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
+
+
+def _metrics(out):
+    return [json.loads(line) for line in open(out / "metrics.json")]
+
+
+class _FakeTrainer:
+    def __init__(self, max_iter):
+        self.iter, self.max_iter, self.storage = 0, max_iter, EventStorage(0)
+
+
+class _FakeCheckpointer:
+    def __init__(self):
+        self.saved = []
+
+    def save(self, name, **kw):
+        self.saved.append((name, kw))
+
+
+def test_early_stopping_known_answer():
+    trainer, ckpt = _FakeTrainer(100), _FakeCheckpointer()
+    hook = EarlyStopping(10, "bbox/AP50", "max", patience=2, checkpointer=ckpt)
+    hook.trainer = trainer
+    values = [50.0, 60.0, 55.0, 59.0]  # best at the 2nd eval, then two without improvement
+    for i, v in enumerate(values):
+        trainer.iter = 10 * (i + 1) - 1
+        trainer.storage.iter = trainer.iter
+        trainer.storage.put_scalar("bbox/AP50", v, smoothing_hint=False)
+        if i < len(values) - 1:
+            hook.after_step()
+        else:
+            with pytest.raises(EarlyStop, match="did not improve for 2"):
+                hook.after_step()
+    assert hook.best == 60.0 and hook.stopped_at == 39
+    assert ckpt.saved == [("model_final", {"iteration": 39})]
+    resumed = EarlyStopping(10, "bbox/AP50", "max", 2, ckpt)
+    resumed.load_state_dict(hook.state_dict())
+    with pytest.raises(EarlyStop, match="nothing to resume"):
+        resumed.before_train()
+
+
+def test_negative_cap_sampler():
+    dicts = [{"annotations": [1]}] * 10 + [{"annotations": []}] * 50
+    sampler = NegativeCapTrainingSampler(dicts, 1.0, seed=0)
+    it = iter(sampler)
+    epochs = [[next(it) for _ in range(20)] for _ in range(3)]
+    for e in epochs:
+        assert sorted(i for i in e if i < 10) == list(range(10))
+        assert len([i for i in e if i >= 10]) == 10
+    assert len({i for e in epochs for i in e if i >= 10}) > 10  # fresh negatives each epoch
+    with pytest.raises(ValueError, match="no positive"):
+        NegativeCapTrainingSampler([{"annotations": []}], 1.0, seed=0)
+
+
+def test_precision_switches():
+    cfg = get_fracture_cfg()
+    assert amp_dtype(cfg) == torch.float16
+    cfg.SOLVER.AMP.PRECISION = "bfloat16"
+    assert amp_dtype(cfg) == torch.bfloat16
+    cfg.SOLVER.AMP.PRECISION = "int8"
+    with pytest.raises(ValueError, match="PRECISION"):
+        amp_dtype(cfg)
+    cfg.merge_from_file(str(REPO / SMOKE))
+    cfg.SOLVER.AMP.ENABLED = True
+    cfg.SOLVER.AMP.PRECISION = "bfloat16"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        Trainer(cfg)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    from iopath.common.file_io import PathManager
+
+    pm = AtomicPathManager(PathManager())
+    target = tmp_path / "last_checkpoint"
+    with pm.open(str(target), "w") as f:
+        f.write("model_0000009.pth")
+    with pytest.raises(RuntimeError):
+        with pm.open(str(target), "w") as f:
+            f.write("model_00")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "model_0000009.pth"
+    assert [p.name for p in tmp_path.iterdir()] == ["last_checkpoint"]
+
+
+def test_periodic_eval_best_checkpoint_and_val_loss(datasets_root, tmp_path):
+    run_script(
+        "tools/train_net.py",
+        "--config-file",
+        SMOKE,
+        "OUTPUT_DIR",
+        tmp_path,
+        "SOLVER.MAX_ITER",
+        6,
+        "TEST.EVAL_PERIOD",
+        2,
+        "SOLVER.CHECKPOINT_PERIOD",
+        100,
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
+    records = _metrics(tmp_path)
+    evals = [r for r in records if "bbox/AP50" in r]
+    assert [r["iteration"] for r in evals] == [1, 3, 5]
+    assert all("val/total_loss" in r and "val/loss_cls" in r for r in evals)
+    assert (tmp_path / "model_best.pth").is_file()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    best = torch.load(tmp_path / "model_best.pth", map_location="cpu", weights_only=False)
+    assert best["iteration"] in (1, 3, 5) and "model" in best
+    assert any(f.name.startswith("events.out.tfevents") for f in tmp_path.iterdir())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_resume_after_sigkill(datasets_root, tmp_path):
+    args = [
+        sys.executable,
+        str(REPO / "tools/train_net.py"),
+        "--config-file",
+        SMOKE,
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        "60",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "10",
+        "TEST.EVAL_PERIOD",
+        "10",
+        "SOLVER.STEPS",
+        "(25, 45)",
+        "SOLVER.BASE_LR",
+        "0.01",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DETECTRON2_DATASETS": str(datasets_root)}
+    proc = subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    last_file = tmp_path / "last_checkpoint"
+    # Kill once checkpoint 19 is tagged: it holds the best metric of the evaluation at 9.
+    while not (last_file.exists() and last_file.read_text() == "model_0000019.pth"):
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = last_file.read_text()
+    assert last in ("model_0000019.pth", "model_0000029.pth")  # the kill may land a bit later
+    ckpt = torch.load(tmp_path / last, map_location="cpu", weights_only=False)  # not truncated
+    resume_from = ckpt["iteration"] + 1
+    assert ckpt["trainer"]["hooks"]["BestModelCheckpointer"]["best_metric"] is not None
+
+    done = subprocess.run(
+        args + ["--resume"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert f"Starting training from iteration {resume_from}" in log
+    assert "Saved first model" not in log  # the best-metric state came back with the resume
+    lrs = {r["iteration"]: r["lr"] for r in _metrics(tmp_path) if "lr" in r}
+    assert lrs[59] == pytest.approx(0.01 * 0.1 * 0.1)  # scheduler state intact after resume
+    assert lrs[39] == pytest.approx(0.01 * 0.1)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_two_process_gloo_training(datasets_root, tmp_path):
+    run_script(
+        "tools/train_net.py",
+        "--config-file",
+        SMOKE,
+        "--num-gpus",
+        2,
+        "--dist-url",
+        f"tcp://127.0.0.1:{_free_port()}",
+        "OUTPUT_DIR",
+        tmp_path,
+        "SOLVER.MAX_ITER",
+        3,
+        "SOLVER.CHECKPOINT_PERIOD",
+        100,
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
+    assert "rank 0: ran iterations 0..3" in (tmp_path / "log.txt").read_text()
+    assert "rank 1: ran iterations 0..3" in (tmp_path / "log.txt.rank1").read_text()
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_final.pth"]
