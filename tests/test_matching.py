@@ -37,3 +37,15 @@ def test_center_criterion_and_lesion_choice():
     assert tp.tolist() == [True, True] and hit.tolist() == [1, 0]
     with pytest.raises(ValueError):
         match_detections(gt, gt, [1, 1], criterion="dice")
+
+
+def test_image_and_study_scores():
+    from fracture_d2.evaluation.scores import image_score, study_score
+
+    assert image_score([]) == 0.0
+    assert image_score([0.2, 0.7]) == pytest.approx(0.7)
+    assert image_score([0.5, 0.5], "noisy_or") == pytest.approx(0.75)
+    assert study_score([0.2, 0.6], "mean") == pytest.approx(0.4)
+    assert study_score([0.2, 0.6]) == pytest.approx(0.6)
+    with pytest.raises(ValueError):
+        image_score([0.1], "sum")
