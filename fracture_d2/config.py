@@ -55,6 +55,18 @@ def add_fracture_config(cfg: CN) -> CN:
     cfg.FRACTURE.TF32 = True
     # Deterministic algorithms (slower); with SEED >= 0 gives repeatable runs on one device.
     cfg.FRACTURE.DETERMINISTIC = False
+
+    fast = cfg.FRACTURE.FAST = CN()
+    # Run the backbone in channels-last memory format (tensor cores prefer NHWC convolutions).
+    fast.CHANNELS_LAST = False
+    # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
+    fast.COMPILE_BACKBONE = False
+    # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
+    fast.METRICS_PERIOD = 1
+
+    # Training data loader: keep workers alive between epochs / pin host memory for H2D copies.
+    cfg.DATALOADER.PERSISTENT_WORKERS = False
+    cfg.DATALOADER.PIN_MEMORY = False
     return cfg
 
 
