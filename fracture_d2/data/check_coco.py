@@ -41,7 +41,7 @@ def load_coco(path) -> dict:
     return coco
 
 
-def _check_images(coco: dict, v: Validator, source) -> dict:
+def _check_images(coco: dict, v: Validator, source, image_dir=None) -> dict:
     """Return image id -> checked entry (width/height from the file)."""
     ids = Counter(im.get("id") for im in coco["images"] if isinstance(im, dict))
     kept, names = {}, set()
@@ -63,7 +63,8 @@ def _check_images(coco: dict, v: Validator, source) -> dict:
         declared = None
         if _is_number(im.get("width")) and _is_number(im.get("height")):
             declared = (im["width"], im["height"])
-        size = v.image(im["file_name"], source, row, declared)
+        path = Path(image_dir) / im["file_name"] if image_dir is not None else None
+        size = v.image(im["file_name"], source, row, declared, path)
         if size is not None:
             kept[im["id"]] = {**im, "width": size[0], "height": size[1]}
     return kept
@@ -102,11 +103,12 @@ def _check_annotation(a, i, images, all_ids, cat_ids, seen, v, source):
     return {**a, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": min(area, (x1 - x0) * (y1 - y0))}
 
 
-def validate_coco(coco: dict, v: Validator, source) -> dict:
+def validate_coco(coco: dict, v: Validator, source, image_dir=None) -> dict:
     """Check every image and annotation of ``coco``; return the clean COCO dict.
 
     Images keep their order, ids and extra keys (width/height taken from the file); an image
     with a rejected annotation is left out with all its annotations (``image_has_invalid_box``).
+    ``image_dir`` overrides the validator's image root for this file.
 
     Raises:
         DataError: on the first problem unless the validator skips invalid items.
@@ -116,7 +118,7 @@ def validate_coco(coco: dict, v: Validator, source) -> dict:
         if not isinstance(c, dict) or not _is_id(c.get("id")) or c["id"] in cat_ids:
             raise DataError(source, "category needs a unique 'id' and a 'name'", f"categories[{i}]")
         cat_ids.add(c["id"])
-    images = _check_images(coco, v, source)
+    images = _check_images(coco, v, source, image_dir)
     all_ids = {im.get("id") for im in coco["images"] if isinstance(im, dict)}
     anns, tainted, seen = defaultdict(list), set(), set()
     for i, a in enumerate(coco["annotations"]):
@@ -136,4 +138,37 @@ def validate_coco(coco: dict, v: Validator, source) -> dict:
         **coco,
         "images": kept,
         "annotations": [a for im in kept for a in anns.get(im["id"], [])],
+    }
+
+
+def check_coco_file(json_file, image_root, out=None, **validator_kwargs) -> dict:
+    """Validate a COCO JSON file against its images; optionally write the clean copy.
+
+    Args:
+        json_file: the COCO JSON.
+        image_root: the folder its ``file_name`` values are relative to.
+        out: where to write the clean JSON (atomically), if wanted.
+        **validator_kwargs: ``skip_invalid``, ``tolerance``, ``max_pixels``.
+
+    Returns:
+        A report: images/annotations read and kept, skipped and warnings by reason.
+    """
+    from .output import dump_json
+
+    coco = load_coco(json_file)
+    v = Validator(image_root, **validator_kwargs)
+    clean = validate_coco(coco, v, Path(json_file))
+    if out is not None:
+        dump_json(out, clean)
+    return {
+        "dataset": Path(json_file).name,
+        "read": {"images": len(coco["images"]), "boxes": len(coco["annotations"])},
+        "written": {
+            str(out or "kept"): {
+                "images": len(clean["images"]),
+                "boxes": len(clean["annotations"]),
+            }
+        },
+        **v.report(),
+        "classes": [c.get("name") for c in coco["categories"] if isinstance(c, dict)],
     }

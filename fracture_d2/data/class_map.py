@@ -67,3 +67,11 @@ class ClassMap:
         """Output class names, in order: the map's targets, or the source classes as given."""
         targets = source_classes if self.mapping is None else self.mapping.values()
         return list(dict.fromkeys(t for t in targets if t is not None))
+
+
+def fracture_first(labels) -> list[str]:
+    """Default class order: ``fracture`` first (category id 1, as single-class configs expect),
+    then the others sorted; ``["fracture"]`` when there are none."""
+    labels = set(labels)
+    others = sorted(labels - {"fracture"})
+    return ["fracture", *others] if "fracture" in labels or not others else others

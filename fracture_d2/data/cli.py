@@ -42,6 +42,19 @@ def add_class_map_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    """Splitting a folder that defines no splits: fractions, grouping, seed."""
+    p.add_argument("--val-fraction", type=float, default=0.0, help="share of groups for val")
+    p.add_argument("--test-fraction", type=float, default=0.0, help="share of groups for test")
+    p.add_argument(
+        "--group-regex",
+        default=None,
+        help="regex on the file stem whose match (group 1 if any) keeps images together,\n"
+        "e.g. '^(\\d+)_' for a leading patient id (default: each image alone)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+
+
 def validation_kwargs(args) -> dict:
     """The validator's keyword arguments from parsed ``args``."""
     return {
@@ -51,12 +64,12 @@ def validation_kwargs(args) -> dict:
     }
 
 
-def run_converter(convert, out) -> int:
+def run_converter(convert, out, summary_file=None) -> int:
     """Call ``convert()``; print its summary, or one error line. Returns the exit status."""
     try:
         summary = convert()
     except (DataError, ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_summary(summary, out))
+    print(format_summary(summary, out, summary_file))
     return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .boxes import read_box_files
-from .class_map import ClassMap
+from .class_map import ClassMap, fracture_first
 from .coco import build_coco
 from .errors import DataError
 from .mura import BODY_PARTS, canonical_path, image_path, mura_file_name, read_mura_split
@@ -116,10 +116,7 @@ def _image_boxes(im, size, boxes, v: Validator):
 
 
 def _classes(labels, class_map: ClassMap) -> list[str]:
-    if class_map.mapping is not None:
-        return class_map.classes(labels)
-    others = sorted(set(labels) - {"fracture"})
-    return ["fracture", *others] if "fracture" in labels or not others else others
+    return class_map.classes(labels) if class_map.mapping is not None else fracture_first(labels)
 
 
 def prepare_mura(

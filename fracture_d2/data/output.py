@@ -98,7 +98,7 @@ def written_counts(jsons: dict) -> dict:
     }
 
 
-def format_summary(summary: dict, out) -> str:
+def format_summary(summary: dict, out, summary_file=None) -> str:
     """A few human-readable lines: read, written per split, skipped and warnings by reason."""
     read = ", ".join(f"{v} {k}" for k, v in summary.get("read", {}).items())
     lines = [f"{summary.get('dataset', '?')}: read {read}"]
@@ -111,7 +111,6 @@ def format_summary(summary: dict, out) -> str:
         more = ", ..." if n > len(files) else ""
         shown = f" ({', '.join(files[:3])}{', ...' if len(files) > 3 else more})" if files else ""
         lines.append(f"  warning {reason:<32} {n:>7}{shown}")
-    lines.append(
-        f"  classes {summary.get('classes')}; summary: {Path(out) / 'prepare_summary.json'}"
-    )
+    where = summary_file or Path(out) / "prepare_summary.json"
+    lines.append(f"  classes {summary.get('classes')}; summary: {where}")
     return "\n".join(lines)

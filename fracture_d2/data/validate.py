@@ -132,8 +132,8 @@ class Validator:
     def warn(self, reason: str, name: str) -> None:
         """Count an accepted oddity, listing the first few files."""
         self.warnings[reason] += 1
-        if len(self.warning_files[reason]) < LISTED:
-            self.warning_files[reason].append(str(name))
+        if len(self.warning_files[reason]) < LISTED and name not in self.warning_files[reason]:
+            self.warning_files[reason].append(name)
 
     def safe_name(self, file_name, where, row=None) -> bool:
         """True if ``file_name`` is a relative path that stays inside the image root."""
