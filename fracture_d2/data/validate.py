@@ -69,21 +69,25 @@ def _quiet_stderr():
 
 
 def decode_state(path) -> str:
-    """``"complete"`` (Pillow decodes it strictly), ``"truncated"`` (only OpenCV, which the
-    mapper uses, decodes it) or ``"corrupt"`` (neither does)."""
-    from PIL import Image
+    """How a file whose trailer looks wrong decodes.
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return "complete"
-    except Exception:  # noqa: BLE001 - any failure means "not complete"; OpenCV decides next
-        pass
+    ``"corrupt"``: OpenCV (which the training mapper uses) cannot decode it. ``"truncated"``:
+    OpenCV can but Pillow, which is strict, cannot: the file ends early. ``"complete"``: both
+    can (e.g. harmless bytes after the JPEG EOI marker).
+    """
     import cv2
+    from PIL import Image
 
     with _quiet_stderr():
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return "truncated" if img is not None and img.size else "corrupt"
+    if img is None or not img.size:
+        return "corrupt"
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception:  # any failure of the strict decoder means "ends early"
+        return "truncated"
+    return "complete"
 
 
 class Validator:
