@@ -2,7 +2,7 @@
 """Time datasets/prepare_mura.py at full scale: wall time and peak memory, on N cores.
 
 Generates (once, cached) a synthetic tree with the public MURA-v1.1 release's exact counts
-(40,005 images; tiny images, so it takes ~30 s and ~270 MB of disk; 70% of the
+(40,005 images; tiny images: 0.5-3 min on 2 cores, ~270 MB of disk; 70% of the
 positive images boxed, as in a partial annotation effort), then runs the converter as users
 do, in a fresh process pinned to --cores CPUs, and reads its peak RSS from the kernel
 (os.wait4). The second run must give byte-identical outputs. Exits 1 if a run exceeds the budget

@@ -30,7 +30,8 @@ KNOWN = {
     ),
     "fracatlas": (
         [f"fracatlas_{s}" for s in ("train", "val", "test")],
-        "python datasets/prepare_fracatlas.py --root FracAtlas --out <root>/fracatlas",
+        "python datasets/prepare_fracatlas.py --root <root>/fracatlas/FracAtlas "
+        "--out <root>/fracatlas",
     ),
 }
 
