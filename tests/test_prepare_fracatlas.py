@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fracture_d2.data.convert_fracatlas import prepare_fracatlas
+from fracture_d2.data.errors import DataError
 from fracture_d2.data.synth_radiograph import render_radiograph
 
 from conftest import REPO, run_script
@@ -190,3 +191,14 @@ def test_registered_lazily_with_light_imports(fracatlas, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "12 ['fracture']" in proc.stdout
     assert "prepare_fracatlas.py" in proc.stdout
+
+
+def test_split_file_naming_unknown_or_twice_listed_image(fracatlas, tmp_path):
+    root = tmp_path / "FracAtlas"
+    shutil.copytree(fracatlas[0], root)
+    valid = root / "Utilities" / "Fracture Split" / "valid.csv"
+    valid.write_text(valid.read_text() + "IMG9999999.jpg\nIMG0000001.jpg\n")
+    with pytest.raises(DataError, match=r"valid.csv:4: IMG9999999.jpg has no entry in"):
+        prepare_fracatlas(root, tmp_path / "out")
+    s = prepare_fracatlas(root, tmp_path / "out", skip_invalid=True)
+    assert s["skipped"] == {"image_in_two_splits": 1, "image_not_in_annotations": 1}

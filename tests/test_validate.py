@@ -51,6 +51,9 @@ def make_images(root):
     (root / "cut.png").write_bytes(png[: len(png) // 2])
     (root / "text.png").write_text("not an image")
     write_bomb_png(root / "bomb.png")
+    sof = jpg.find(b"\xff\xc0")  # a JPEG whose frame header claims 60000 x 60000 pixels
+    big = (60000).to_bytes(2, "big")
+    (root / "bomb.jpg").write_bytes(jpg[: sof + 5] + big + big + jpg[sof + 9 :])
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: displayed width/height are swapped
     Image.fromarray(_gray(40, 30)).save(root / "rotated.jpg", exif=exif)
@@ -82,6 +85,7 @@ CASES = {
         "image_too_large",
         "far larger than any radiograph",
     ),
+    "bomb_jpeg": ([img(1, "bomb.jpg")], [], "image_too_large", "far larger than any radiograph"),
     "dotdot": ([img(1, "../ok.png")], [], "image_path_escapes_root", "relative path inside"),
     "absolute": ([img(1, "/etc/ok.png")], [], "image_path_escapes_root", "relative path inside"),
     "windows": ([img(1, "C:\\ok.png")], [], "image_path_escapes_root", "relative path inside"),
@@ -176,6 +180,7 @@ def test_everything_at_once_counts_every_reason(image_root):
     expected["box_empty"] = 2  # "empty" and "negative"
     expected["image_path_escapes_root"] = 3
     expected["image_unreadable"] = 2
+    expected["image_too_large"] = 2
     assert {k: v.skipped[k] for k in expected} == expected
     # images that lost a box are out, with their other boxes: nothing vanishes uncounted
     assert set(v.skipped) - set(expected) == {"image_has_invalid_box", "box_of_skipped_image"}

@@ -79,7 +79,8 @@ def _metadata(row: dict | None) -> dict:
     }
 
 
-def _read_splits(root: Path, v: Validator) -> dict[str, list[str]]:
+def _read_splits(root: Path, v: Validator, known: set) -> dict[str, list[str]]:
+    """split -> fractured image names, from the split files that exist."""
     folder = root / SPLIT_DIR
     splits, seen = {}, {}
     for split, fname in SPLIT_FILES.items():
@@ -98,6 +99,10 @@ def _read_splits(root: Path, v: Validator) -> dict[str, list[str]]:
                 v.reject("image_in_two_splits", path, msg, i)
                 continue
             seen[name] = fname
+            if name not in known:
+                msg = f"{name} has no entry in {COCO_JSON}; split files list fractured images"
+                v.reject("image_not_in_annotations", path, msg, i)
+                continue
             splits[split].append(name)
     if not splits:
         raise DataError(folder, f"no split file ({', '.join(SPLIT_FILES.values())}) found")
@@ -112,8 +117,8 @@ def _spread_negatives(negatives: list[str], counts: dict[str, int], seed: int) -
     n = np.floor(raw).astype(int)
     for i in np.argsort(-(raw - n), kind="stable")[: len(negatives) - n.sum()]:
         n[i] += 1
-    order = np.random.default_rng(seed).permutation(len(negatives))
-    shuffled = [sorted(negatives)[j] for j in order]
+    ordered = sorted(negatives)
+    shuffled = [ordered[j] for j in np.random.default_rng(seed).permutation(len(ordered))]
     bounds = np.concatenate([[0], np.cumsum(n)])
     return {
         name: splits[k] for k in range(len(splits)) for name in shuffled[bounds[k] : bounds[k + 1]]
@@ -189,16 +194,17 @@ def prepare_fracatlas(
     coco = load_coco(root / COCO_JSON)
     cmap.check(str(c.get("name")) for c in coco["categories"])
     table = read_dataset_csv(root / "dataset.csv")
-    splits = _read_splits(root, v)
+    in_coco = {im.get("file_name") for im in coco["images"] if isinstance(im, dict)}
+    splits = _read_splits(root, v, in_coco)
     records = _fractured_records(root, coco, v, splits, table)
     counts = {s: sum(r.split == s for r in records) for s in splits}
-    in_coco = {im.get("file_name") for im in coco["images"] if isinstance(im, dict)}
     on_disk = {p.name: p for p in sorted((root / "images").rglob("*")) if p.is_file()}
     negatives = []
     for n, row in table.items():
         if n in in_coco:
             continue
-        if row.get("fractured") or on_disk.get(n, root).parent.name == "Fractured":
+        folder = on_disk[n].parent.name if n in on_disk else ""
+        if row.get("fractured") or folder == "Fractured":
             if not row.get("fractured"):
                 v.warn("label_conflict", n)  # in Fractured/ without boxes, dataset.csv says 0
             v.count("positive_without_boxes")  # a fracture without boxes: not a negative

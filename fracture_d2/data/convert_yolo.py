@@ -15,6 +15,7 @@ negative. Class names come from ``names`` in a YAML file (list or {id: name}) or
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -50,7 +51,7 @@ def _list_images(entry: Path) -> list[Path]:
     if entry.suffix == ".txt" and entry.is_file():  # a list of image paths
         base = entry.parent
         lines = entry.read_text(encoding="utf-8").splitlines()
-        return [(base / ln.strip()).resolve() for ln in lines if ln.strip()]
+        return [Path(os.path.abspath(base / ln.strip())) for ln in lines if ln.strip()]
     return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
@@ -147,6 +148,13 @@ def read_label_file(path: Path, names: list[str], v: Validator, image: str) -> l
     return boxes
 
 
+def _under(root: Path, path):
+    """``path`` as given if it exists, else relative to ``root`` (``--names meta.yaml``)."""
+    if path is None or Path(path).exists() or not (root / path).exists():
+        return Path(path) if path is not None else None
+    return root / path
+
+
 def prepare_yolo(
     root,
     out,
@@ -180,7 +188,8 @@ def prepare_yolo(
         raise DataError(root, "YOLO folder not found")
     if data_yaml is None and (root / "data.yaml").is_file():
         data_yaml = root / "data.yaml"
-    data_yaml = Path(data_yaml) if data_yaml is not None else None
+    data_yaml = _under(root, data_yaml)
+    names = _under(root, names) if isinstance(names, str) and Path(names).suffix else names
     if names is None and data_yaml is None:
         raise DataError(root, "class names needed: pass --names or a data.yaml with 'names'")
     names = (

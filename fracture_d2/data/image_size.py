@@ -29,6 +29,10 @@ _MODES.update({"CMYK": (8, 4), "YCbCr": (8, 3), "I;16": (16, 1), "I;16B": (16, 1
 _MODES.update({"I": (32, 1), "F": (32, 1)})
 
 
+class ImageTooLarge(DataError):
+    """Pillow refused the header itself as a decompression bomb (> ~179 Mpx)."""
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """What a file's header says about it."""
@@ -74,8 +78,8 @@ def read_image_header(path) -> ImageHeader:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        DataError: the file cannot be opened or its header is not an image (also a header
-            Pillow itself refuses as a decompression bomb).
+        ImageTooLarge: Pillow itself refuses the header as a decompression bomb.
+        DataError: the file cannot be opened or its header is not an image.
     """
     try:
         with open(path, "rb") as f:
@@ -87,7 +91,7 @@ def read_image_header(path) -> ImageHeader:
     except FileNotFoundError:
         raise
     except Image.DecompressionBombError as e:
-        raise DataError(path, f"image far larger than any radiograph ({e})") from None
+        raise ImageTooLarge(path, f"far larger than any radiograph ({e})") from None
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise DataError(path, f"not a readable image ({e})") from None
 

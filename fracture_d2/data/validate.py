@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DataError
-from .image_size import read_image_header
+from .image_size import ImageTooLarge, read_image_header
 
 MAX_PIXELS = 8192 * 8192  # the largest digital radiography detectors are ~4300 px square
 LISTED = 20  # file names listed per warning reason in a summary
@@ -169,6 +169,8 @@ class Validator:
             h = read_image_header(path)
         except FileNotFoundError:
             return self.reject("image_missing", where, f"image file not found: {path}", row)
+        except ImageTooLarge as e:
+            return self.reject("image_too_large", where, f"{path}: {e.reason}", row)
         except DataError as e:
             return self.reject("image_unreadable", where, f"{path}: {e.reason}", row)
         if h.width < 1 or h.height < 1:
@@ -204,16 +206,9 @@ class Validator:
         if x1 <= x0 or y1 <= y0:
             return self.reject("box_empty", where, f"{what}: zero or negative size", row)
         w, h, t = size[0], size[1], self.tolerance
-        if (
-            x0 < -t
-            or y0 < -t
-            or x1 > w + t
-            or y1 > h + t
-            or x0 >= w
-            or y0 >= h
-            or x1 <= 0
-            or y1 <= 0
-        ):
+        # within the tolerance band on every side, and overlapping the image at all
+        inside = -t <= x0 < w and -t <= y0 < h and 0 < x1 <= w + t and 0 < y1 <= h + t
+        if not inside:
             msg = f"{what}: outside the {w}x{h} image by more than {t:g} px"
             return self.reject("box_outside_image", where, msg, row)
         clipped = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
