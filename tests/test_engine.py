@@ -156,6 +156,11 @@ def test_resume_after_sigkill(datasets_root, tmp_path):
         "(25, 45)",
         "SOLVER.BASE_LR",
         "0.01",
+        # always computed, unlike AP of an early model that may predict nothing
+        "SOLVER.BEST_CHECKPOINT.METRIC",
+        "val/total_loss",
+        "SOLVER.BEST_CHECKPOINT.MODE",
+        "min",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "DETECTRON2_DATASETS": str(datasets_root)}
     proc = subprocess.Popen(
