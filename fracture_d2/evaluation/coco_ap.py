@@ -40,8 +40,13 @@ class CocoMatches:
     image: np.ndarray  # (D,) image index of each kept detection
     category: np.ndarray  # (D,)
     order: np.ndarray  # (D,) COCOeval's accumulation order (score desc, image, rank)
-    matched: np.ndarray  # (D, A, T) bool
-    ignored: np.ndarray  # (D, A, T) bool
+    out_of_range: np.ndarray  # (D, A) bool: detection area outside the range
+    # Matches, sparse (few detections match): detection, area range, IoU threshold, and
+    # whether the matched box is ignored (crowd or outside the area range).
+    hit_det: np.ndarray
+    hit_area: np.ndarray
+    hit_iou: np.ndarray
+    hit_ignored: np.ndarray
     gt_image: np.ndarray  # (G,)
     gt_category: np.ndarray  # (G,)
     gt_ignored: np.ndarray  # (G, A) bool
@@ -118,8 +123,7 @@ def match_coco(
     gt_ignored[go] = gt_ig_sorted
 
     n_a, n_t = len(AREA_RANGES), len(IOU_THRESHOLDS)
-    matched = np.zeros((len(o), n_a, n_t), bool)
-    ignored = np.zeros((len(o), n_a, n_t), bool)
+    hits = []  # (det, area, iou threshold, matched box ignored) per match
     pos = np.searchsorted(units, unit_d).clip(0, max(len(units) - 1, 0))
     has_gt = (units[pos] == unit_d) if len(units) else np.zeros(len(o), bool)
     cand = np.flatnonzero(has_gt)
@@ -142,35 +146,40 @@ def match_coco(
             val = np.where(sel, v, -1.0)
             tie = sel & (val == val.max(-1, keepdims=True))
             m = gmax - 1 - np.argmax(tie[..., ::-1], axis=-1)
-            hit = sel.any(-1)
-            matched[d] = hit
-            ig_m = np.take_along_axis(np.broadcast_to(~nonig, sel.shape), m[..., None], axis=-1)[
-                ..., 0
-            ]
-            ignored[d] = hit & ig_m
-            i0, i1, i2 = np.nonzero(hit)
-            gtm[uu[i0], i1, i2, m[i0, i1, i2]] = True
-    out_of_range = (d_area[:, None] < lo) | (d_area[:, None] > hi)
-    ignored |= ~matched & out_of_range[:, :, None]
+            i0, i1, i2 = np.nonzero(sel.any(-1))
+            mi = m[i0, i1, i2]
+            hits.append((d[i0], i1, i2, ~nonig[i0, i1, 0, mi]))
+            gtm[uu[i0], i1, i2, mi] = True
+    hit_det, hit_area, hit_iou, hit_ig = (
+        np.concatenate([h[i] for h in hits]) if hits else np.zeros(0, int) for i in range(4)
+    )
     image_rank = np.empty(n_img, np.int64)
     image_rank[np.argsort(image_ids, kind="stable")] = np.arange(n_img)
     dimg = dt_image[o]
-    order = np.lexsort((rank, image_rank[dimg], -dt_score[o]))
     return CocoMatches(
-        cats,
-        dimg,
-        dt_category[o],
-        order,
-        matched,
-        ignored,
-        gt_image.astype(np.int64),
-        gt_category.astype(np.int64),
-        gt_ignored,
+        categories=cats,
+        image=dimg,
+        category=dt_category[o],
+        order=np.lexsort((rank, image_rank[dimg], -dt_score[o])),
+        out_of_range=(d_area[:, None] < lo) | (d_area[:, None] > hi),
+        hit_det=hit_det.astype(np.int64),
+        hit_area=hit_area.astype(np.int64),
+        hit_iou=hit_iou.astype(np.int64),
+        hit_ignored=hit_ig.astype(bool),
+        gt_image=gt_image.astype(np.int64),
+        gt_category=gt_category.astype(np.int64),
+        gt_ignored=gt_ignored,
     )
 
 
 def accumulate(m: CocoMatches, image_mask: np.ndarray | None = None) -> np.ndarray:
     """COCOeval.accumulate for the images in ``image_mask`` (maxDets 100).
+
+    Interpolated precision only depends on the precision at true positives (it is highest
+    right at a hit and only falls until the next one), so it is evaluated there alone: the
+    false positives before each hit are counted from the sparse matches and one cumulative
+    count of out-of-range detections, instead of cumulative sums over every detection for
+    each threshold and area range.
 
     Returns:
         precision ``(T, R, K, A)``, -1 where a category has no (non-ignored) ground truth.
@@ -179,24 +188,41 @@ def accumulate(m: CocoMatches, image_mask: np.ndarray | None = None) -> np.ndarr
     precision = -np.ones((n_t, n_r, len(m.categories), n_a))
     d_in = np.ones(len(m.image), bool) if image_mask is None else image_mask[m.image]
     g_in = np.ones(len(m.gt_image), bool) if image_mask is None else image_mask[m.gt_image]
+    pos_of = np.empty(len(m.image), np.int64)
     for k, cat in enumerate(m.categories):
         sel = m.order[d_in[m.order] & (m.category[m.order] == cat)]
+        pos_of[sel] = np.arange(len(sel))  # rank of each detection in the score order
         npig = (~m.gt_ignored[g_in & (m.gt_category == cat)]).sum(0)
-        matched, ignored = m.matched[sel], m.ignored[sel]
+        # unmatched detections outside an area range are ignored: count those seen so far
+        oor_seen = np.cumsum(m.out_of_range[sel], axis=0)
+        e = np.flatnonzero((m.category[m.hit_det] == cat) & d_in[m.hit_det])
+        d, ha, ht, h_ig = m.hit_det[e], m.hit_area[e], m.hit_iou[e], m.hit_ignored[e]
+        h_pos, h_oor = pos_of[d], m.out_of_range[d, ha]
+        o = np.lexsort((h_pos, ht, ha))
+        h_pos, h_oor, h_ig = h_pos[o], h_oor[o], h_ig[o]
+        bounds = np.searchsorted((ha * n_t + ht)[o], np.arange(n_a * n_t + 1))
         for a in range(n_a):
             if npig[a] == 0:
                 continue
-            tp = np.cumsum(matched[:, a] & ~ignored[:, a], axis=0).T.astype(float)
-            fp = np.cumsum(~matched[:, a] & ~ignored[:, a], axis=0).T.astype(float)
-            nd = tp.shape[1]
-            rc = tp / npig[a]
-            pr = tp / (fp + tp + np.spacing(1))
-            pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
             for t in range(n_t):
+                seg = slice(bounds[a * n_t + t], bounds[a * n_t + t + 1])
+                p, ig, oor = h_pos[seg], h_ig[seg], h_oor[seg]
+                tp_pos = p[~ig]
                 q = np.zeros(n_r)
-                inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
-                ok = inds < nd
-                q[ok] = pr[t, inds[ok]]
+                if len(tp_pos):
+                    ignored = (
+                        np.searchsorted(p[ig], tp_pos, side="right")  # matched to ignored box
+                        + oor_seen[tp_pos, a]
+                        - np.searchsorted(p[oor], tp_pos, side="right")  # ...but matched
+                    )
+                    tp = np.arange(1, len(tp_pos) + 1, dtype=float)
+                    fp = (tp_pos + 1 - ignored).astype(float) - tp
+                    rc = tp / npig[a]
+                    pr = tp / (fp + tp + np.spacing(1))
+                    pr = np.maximum.accumulate(pr[::-1])[::-1]
+                    inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
+                    ok = inds < len(tp_pos)
+                    q[ok] = pr[inds[ok]]
                 precision[t, :, k, a] = q
     return precision
 

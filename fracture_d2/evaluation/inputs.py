@@ -9,6 +9,7 @@ study, labels, ``annotated``) from its ``images`` entries, filled in from the im
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +237,10 @@ def predictions_from_list(data, gt: GroundTruth, source="<predictions>", allow_e
         image_id = np.fromiter((d["image_id"] for d in data), np.int64, n)
         category = np.fromiter((d["category_id"] for d in data), np.int64, n)
         score = np.fromiter((d["score"] for d in data), np.float64, n)
-        xywh = np.array([d["bbox"] for d in data], np.float64).reshape(n, 4)
+        if any(len(d["bbox"]) != 4 for d in data):
+            raise ValueError("a bbox without 4 numbers")
+        boxes = itertools.chain.from_iterable(d["bbox"] for d in data)
+        xywh = np.fromiter(boxes, np.float64, 4 * n).reshape(n, 4)
     except (KeyError, TypeError, ValueError, IndexError):
         _first_bad_entry(data, source)
     bad = ~np.isfinite(xywh).all(1) | (xywh[:, 2] < 0) | (xywh[:, 3] < 0) | ~np.isfinite(score)

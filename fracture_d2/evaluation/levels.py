@@ -152,6 +152,8 @@ def study_table(gt, scores, method: str, unit_of_image) -> dict:
     bounds = np.searchsorted(inv[order], np.arange(len(ids) + 1))
     label_src = gt.study_label if gt.study_label is not None else gt.image_label
     cols = {"label": label_src, "unit": unit_of_image}
+    if gt.patient is not None:
+        cols["patient_id"] = gt.patient
     if gt.body_part is not None:
         cols["body_part"] = gt.body_part
     rows = {"study_id": ids, "score": np.empty(len(ids)), "n_images": np.diff(bounds)}

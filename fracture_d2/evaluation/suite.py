@@ -169,7 +169,8 @@ def evaluate_predictions(
             "patient_id": gt.patient,
             "study_id": gt.study,
         }
-        tables["studies"] = study_rows
+        if study_rows is not None:  # the unit index is internal; patient_id says the same
+            tables["studies"] = {k: v for k, v in study_rows.items() if k != "unit"}
     logger.info(f"evaluated {gt.name}: " + ", ".join(f"{k} {v:.2f}s" for k, v in timing.items()))
     return result
 
