@@ -143,8 +143,9 @@ def test_bootstrap_weights_equal_resampled_data():
         for copy, u in enumerate(d):
             sel = unit_of_image[image] == u
             sc.append(score[sel]), tp.append(is_tp[sel]), un.append(np.full(sel.sum(), copy))
-        st_b = froc_stats(np.concatenate(sc), np.concatenate(tp), np.concatenate(un),
-                          lesions[d], images[d])  # fmt: skip
+        st_b = froc_stats(
+            np.concatenate(sc), np.concatenate(tp), np.concatenate(un), lesions[d], images[d]
+        )
         np.testing.assert_allclose(fast[b], sensitivities(st_b, np.ones((1, n_units)))[0])
 
 

@@ -69,9 +69,10 @@ def main(argv=None) -> int:
         t["read predictions json"] = time.perf_counter() - t0
         tables = {}
         t0 = time.perf_counter()
-        m = evaluate_predictions(gt, p, EvalOptions(bootstrap=a.bootstrap), tables)
+        sections = {}
+        m = evaluate_predictions(gt, p, EvalOptions(bootstrap=a.bootstrap), tables, sections)
         t["metrics (all)"] = time.perf_counter() - t0
-        t.update({f"  {k}": v for k, v in m["seconds"].items()})
+        t.update({f"  {k}": v for k, v in sections.items()})
         t0 = time.perf_counter()
         write_report(m, tmp / "out", tables)
         t["write report"] = time.perf_counter() - t0

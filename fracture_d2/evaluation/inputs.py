@@ -156,7 +156,7 @@ def load_ground_truth(json_file, name: str | None = None, image_table=None) -> G
     for n, a in enumerate(anns):
         if int(a["image_id"]) not in index:
             raise EvaluationError(
-                json_file, f"annotation {a.get('id', n)} names unknown image_id " f"{a['image_id']}"
+                json_file, f"annotation {a.get('id', n)} names unknown image_id {a['image_id']}"
             )
         box = [float(v) for v in a["bbox"]]
         if len(box) != 4 or box[2] < 0 or box[3] < 0:
@@ -169,7 +169,8 @@ def load_ground_truth(json_file, name: str | None = None, image_table=None) -> G
     box_image = np.array(box_image, np.int64)
     has_box = np.zeros(len(ids), bool)
     has_box[box_image[~np.array(crowd, bool)]] = True
-    annotated = np.array([True if v is None else v for v in meta["annotated"]], bool)
+    # Without the flag every image counts as annotated (a plain COCO dataset).
+    annotated = np.array([v is not False for v in meta["annotated"] or [None] * len(ids)], bool)
     if meta["image_label"] is not None:
         image_label = np.array(meta["image_label"], np.int64)
     else:
