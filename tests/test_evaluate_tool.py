@@ -13,8 +13,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from fracture_d2.evaluation.inputs import EvaluationError, load_ground_truth, predictions_from_list
+from fracture_d2.evaluation.inputs import EvaluationError, load_ground_truth
 from fracture_d2.evaluation.leaderboard import leaderboard_rows
+from fracture_d2.evaluation.predictions import predictions_from_list
+from fracture_d2.evaluation.report import write_report
 from fracture_d2.evaluation.suite import EvalOptions, evaluate_predictions
 
 from conftest import run_script
@@ -133,6 +135,34 @@ def test_unannotated_positives_count_only_for_image_and_study_level(datasets_roo
     assert m["froc"]["sensitivity"] == [1.0] * 7
     assert m["image_level"]["n_images"] == len(coco["images"])  # ... but it is scored
     assert "ci95" not in m["image_level"] and "resamples" in m["bootstrap"]
+    # COCOeval itself over the annotated images, overall and per body part: the same numbers
+    rng = np.random.default_rng(0)
+    noisy = predictions_from_list(
+        [
+            {
+                **p,
+                "score": float(rng.random()),
+                "bbox": list(np.add(p["bbox"], rng.normal(0, 2, 4))),
+            }
+            for p in preds
+        ],
+        gt,
+    )
+    fast = evaluate_predictions(gt, noisy, EvalOptions(bootstrap=0))["coco"]
+    slow = evaluate_predictions(gt, noisy, EvalOptions(bootstrap=0, coco_impl="pycocotools"))
+    slow = slow["coco"]
+    assert 0 < fast["overall"]["AP"] < 100 and set(fast["per_body_part"]) == set(
+        slow["per_body_part"]
+    )
+    for part in ["overall", *fast["per_body_part"]]:
+        a = fast[part] if part == "overall" else fast["per_body_part"][part]
+        b = slow[part] if part == "overall" else slow["per_body_part"][part]
+        assert a == pytest.approx(b, abs=1e-9), part
+    # the same inputs give byte-identical report files
+    write_report(m, tmp_path / "a")
+    write_report(m, tmp_path / "b")
+    for f in ("metrics.json", "metrics.csv", "report.md"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
 
 def test_bad_input_gives_one_clear_line(datasets_root, tmp_path):
@@ -279,3 +309,33 @@ def test_eval_only_through_train_net(datasets_root, tmp_path):
     assert report["coco"]["overall"].get("AP", 0.0) == pytest.approx(ap, abs=1e-3)
     (row,) = leaderboard_rows([out])  # the config name comes from the run's log.txt
     assert row["config"] == "quick_schedules/faster_rcnn_R_18_FPN_smoke" and row["dataset"] == DS
+
+
+def test_image_table_fills_metadata_and_must_match(datasets_root, tmp_path):
+    ann = datasets_root / "mura_synthetic" / "annotations"
+    table = ann / "mura_synthetic_images.csv"
+    full = load_ground_truth(ann / f"{DS}.json", DS)
+    coco = _coco(datasets_root)
+    for im in coco["images"]:  # a bare COCO file: metadata only in the table
+        for k in ("body_part", "patient_id", "study_id", "study_label", "image_label"):
+            del im[k]
+    (tmp_path / "bare.json").write_text(json.dumps(coco))
+    bare = load_ground_truth(tmp_path / "bare.json", "bare", table)
+    for k in ("body_part", "patient", "study", "study_label", "image_label"):
+        assert np.array_equal(getattr(bare, k), getattr(full, k)), k
+    assert not any("more images" in n for n in bare.notes)
+    coco["images"] = coco["images"][3:]  # images of the split that the dataset lacks: a note
+    coco["annotations"] = [
+        a for a in coco["annotations"] if a["image_id"] in {im["id"] for im in coco["images"]}
+    ]
+    (tmp_path / "part.json").write_text(json.dumps(coco))
+    part = load_ground_truth(tmp_path / "part.json", "part", table)
+    assert any("3 more images of split test" in n for n in part.notes)
+    lines = table.read_text().splitlines()
+    row = next(n for n, ln in enumerate(lines) if ln.startswith(f"{coco['images'][0]['id']},"))
+    cells = lines[row].split(",")
+    cells[1] += ".moved"
+    lines[row] = ",".join(cells)
+    (tmp_path / "other.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(EvaluationError, match=r"other\.csv: image_id \d+ is .* use the table"):
+        load_ground_truth(tmp_path / "bare.json", "bare", tmp_path / "other.csv")

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     import time
     from pathlib import Path
 
-    from fracture_d2.evaluation.inputs import load_ground_truth, load_predictions
+    from fracture_d2.evaluation.inputs import load_ground_truth
+    from fracture_d2.evaluation.predictions import load_predictions
     from fracture_d2.evaluation.report import write_report
     from fracture_d2.evaluation.suite import EvalOptions, evaluate_predictions
     from fracture_d2.evaluation.synthetic import make_case

@@ -8,8 +8,9 @@ Typical use (what ``tools/evaluate.py`` does)::
     write_report(metrics, out_dir)
 """
 
-from .inputs import EvaluationError, load_ground_truth, load_predictions
+from .inputs import EvaluationError, load_ground_truth
 from .matching import match_detections
+from .predictions import load_predictions
 from .report import write_report
 from .scores import image_score, study_score
 from .suite import EvalOptions, evaluate_predictions

@@ -14,7 +14,8 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils import comm
 from tabulate import tabulate
 
-from .inputs import EvaluationError, load_ground_truth, predictions_from_list
+from .inputs import EvaluationError, load_ground_truth
+from .predictions import predictions_from_list
 from .report import write_report
 from .suite import EvalOptions, evaluate_predictions, headline
 

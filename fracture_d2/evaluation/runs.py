@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .inputs import EvaluationError, load_ground_truth, load_predictions
+from .inputs import EvaluationError, load_ground_truth
+from .predictions import load_predictions
 from .report import write_report
 from .suite import EvalOptions, evaluate_predictions
 
