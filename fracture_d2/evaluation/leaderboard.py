@@ -16,7 +16,7 @@ METRICS = {
     "AP50": (("coco", "overall", "AP50"), None),
     "AP75": (("coco", "overall", "AP75"), None),
     "froc": (("froc", "score"), ("froc", "ci95")),
-    "sens@1fppi": (("froc", "sensitivity", 3), ("froc", "sensitivity_ci95", 3)),
+    "sens_at_1fppi": (("froc", "sensitivity", 3), ("froc", "sensitivity_ci95", 3)),
     "image_auroc": (("image_level", "auroc"), ("image_level", "ci95")),
     "study_kappa": (("study_level", "kappa"), ("study_level", "ci95", "kappa")),
     "study_auroc": (("study_level", "auroc"), ("study_level", "ci95", "auroc")),

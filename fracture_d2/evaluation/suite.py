@@ -194,7 +194,7 @@ def headline(metrics: dict) -> dict:
         for f, s in zip(
             metrics["froc"]["fp_per_image"], metrics["froc"]["sensitivity"], strict=True
         ):
-            out[f"sens@{f:g}fppi"] = s
+            out[f"sens_at_{f:g}fppi"] = s  # no "@": TensorBoard tags allow [-/\w.]
     if "image_level" in metrics:
         out["image_auroc"] = metrics["image_level"]["auroc"]
     study = metrics.get("study_level", {})
