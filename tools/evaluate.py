@@ -78,15 +78,15 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     opts = EvalOptions(
-        a.criterion,
-        a.iou_threshold,
-        a.image_score,
-        a.study_score,
-        a.threshold,
-        a.study_threshold,
-        a.bootstrap,
-        a.seed,
-        a.coco_impl,
+        criterion=a.criterion,
+        iou_threshold=a.iou_threshold,
+        image_method=a.image_score,
+        study_method=a.study_score,
+        threshold=a.threshold,
+        study_threshold=a.study_threshold,
+        bootstrap=a.bootstrap,
+        seed=a.seed,
+        coco_impl=a.coco_impl,
     )
     try:
         opts.check()
