@@ -203,6 +203,11 @@ def test_bad_input_gives_one_clear_line(datasets_root, tmp_path):
         "expected Detectron2's coco_instances_results.json (a JSON list)"
     )
     assert not (tmp_path / "o").exists()
+    # never overwrite a training run's metrics.json (one JSON object per line)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text('{"iteration": 1}\n{"iteration": 2}\n')
+    with pytest.raises(EvaluationError, match="run/metrics.json: exists and is no evaluation"):
+        write_report({"dataset": DS}, tmp_path / "run")
 
 
 def test_dataset_without_studies_or_patients(tmp_path):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from ..utils_io import atomic_open
 from .inputs import EvaluationError
+from .report import read_report
 from .runs import config_name
 
 # column -> (report path, CI path or None); all are "higher is better"
@@ -32,23 +32,13 @@ def _get(d, path):
     return d
 
 
-def _is_report(path: Path) -> dict | None:
-    """The evaluation report in ``path``; None for anything else (Detectron2's metrics.json
-    is one JSON object per line)."""
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) and "dataset" in d and "counts" in d else None
-
-
 def find_reports(run_dir) -> list[tuple[Path, dict]]:
     """Reports in a ``tools/evaluate.py --out`` folder or a training ``OUTPUT_DIR``
     (``inference/<dataset>/metrics.json``, written by the Trainer's evaluator)."""
     run_dir = Path(run_dir)
     found = []
     for p in [run_dir / "metrics.json", *sorted(run_dir.glob("inference/*/metrics.json"))]:
-        report = _is_report(p) if p.is_file() else None
+        report = read_report(p) if p.is_file() else None
         if report is not None:
             found.append((p, report))
     return found

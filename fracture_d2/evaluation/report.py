@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..utils_io import atomic_open, write_json_atomic
+from .inputs import EvaluationError
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RATE_KEYS = ("sensitivity", "specificity", "ppv", "npv", "f1")
@@ -187,8 +189,28 @@ def _write_table(path: Path, columns: dict) -> None:
             w.writerow(round(float(v), 6) if isinstance(v, float | np.floating) else v for v in row)
 
 
+def read_report(path) -> dict | None:
+    """The evaluation report in ``path``; None for anything else (e.g. Detectron2's training
+    ``metrics.json``, which holds one JSON object per line)."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and "dataset" in d and "counts" in d else None
+
+
+def check_out_dir(out_dir) -> None:
+    """Refuse an output folder whose ``metrics.json`` is something else (a training log)."""
+    path = Path(out_dir) / "metrics.json"
+    if path.exists() and read_report(path) is None:
+        raise EvaluationError(
+            path, "exists and is no evaluation report (a training log?); choose another --out"
+        )
+
+
 def write_report(metrics: dict, out_dir, tables: dict | None = None) -> dict:
     """Write the report files into ``out_dir``; returns ``{name: path}``."""
+    check_out_dir(out_dir)
     out = Path(out_dir)
     m = clean(metrics)
     paths = {k: out / k for k in ("metrics.json", "metrics.csv", "report.md")}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .inputs import EvaluationError, load_ground_truth
 from .predictions import load_predictions
-from .report import write_report
+from .report import check_out_dir, write_report
 from .suite import EvalOptions, evaluate_predictions
 
 _CONFIG_ARG = re.compile(r"config_file='([^']+)'")
@@ -92,6 +92,7 @@ def evaluate_files(
     Returns:
         ``(metrics, {file name: path})``.
     """
+    check_out_dir(out_dir)  # before the work, not after it
     json_file, table = resolve_dataset(dataset)
     gt = load_ground_truth(json_file, dataset, image_table or table)
     preds = load_predictions(predictions, gt)
