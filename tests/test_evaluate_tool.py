@@ -284,11 +284,57 @@ def test_compare_runs_leaderboard(evaluated, datasets_root, tmp_path):
         leaderboard_rows([tmp_path / "lb"])
 
 
+def test_trainer_evaluators_skip_unannotated_images(datasets_root, tmp_path):
+    """In process, as the Trainer runs them: COCO AP over annotated images only (a plain
+    COCOEvaluator counts detections on positives without boxes as FPs), same AP as ours."""
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+    from detectron2.structures import Boxes, Instances
+
+    from fracture_d2.data.register import register_dataset
+    from fracture_d2.evaluation.evaluator import AnnotatedCOCOEvaluator, FractureEvaluator
+
+    coco = _coco(datasets_root)
+    target = next(a["image_id"] for a in coco["annotations"])
+    next(im for im in coco["images"] if im["id"] == target)["annotated"] = False
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != target]
+    (tmp_path / "all.json").write_text(json.dumps(coco))
+    name = "evaltest_with_unannotated_all"
+    register_dataset(name, tmp_path / "all.json", tmp_path)
+    DatasetCatalog.get(name)  # as the test loader does: sets the category id mapping
+    preds = _oracle(coco, drop=1) + [
+        {"image_id": target, "category_id": 1, "bbox": [30, 30, 20, 20], "score": 0.99}
+    ]
+
+    def run(evaluator):
+        evaluator.reset()
+        for im in coco["images"]:
+            p = [x for x in preds if x["image_id"] == im["id"]]
+            b = np.array([x["bbox"] for x in p], np.float32).reshape(-1, 4)
+            inst = Instances((im["height"], im["width"]))
+            inst.pred_boxes = Boxes(torch.tensor(np.c_[b[:, :2], b[:, :2] + b[:, 2:]]))
+            inst.scores = torch.tensor([x["score"] for x in p], dtype=torch.float32)
+            inst.pred_classes = torch.zeros(len(p), dtype=torch.int64)
+            evaluator.process([{"image_id": im["id"]}], [{"instances": inst}])
+        return evaluator.evaluate()
+
+    out = tmp_path / "inference"
+    coco_ev = AnnotatedCOCOEvaluator(name, tasks=("bbox",), output_dir=None, use_fast_impl=False)
+    res = run(DatasetEvaluators([coco_ev, FractureEvaluator(name, out, EvalOptions(bootstrap=20))]))
+    report = json.load(open(out / "metrics.json"))
+    assert res["bbox"]["AP"] == pytest.approx(report["coco"]["overall"]["AP"], abs=1e-6)
+    assert res["fracture"]["froc"] == pytest.approx(report["froc"]["score"], abs=1e-6)
+    assert report["counts"]["predictions_on_unannotated_images"] == 2
+    plain = run(COCOEvaluator(name, tasks=("bbox",), output_dir=None, use_fast_impl=False))
+    assert plain["bbox"]["AP"] < res["bbox"]["AP"]
+
+
 def test_eval_only_through_train_net(datasets_root, tmp_path):
-    """The Trainer's evaluators: COCO AP over annotated images + the fracture report."""
-    out = tmp_path / "run"
-    proc = run_script(
-        "tools/train_net.py",
+    """train_net.py --eval-only runs both evaluators (a randomly initialised smoke model on a
+    small split: the wiring, not accuracy) and the run shows up in the leaderboard."""
+    out, ds = tmp_path / "run", "mura_synthetic_test_XR_FINGER"
+    args = [
         "--config-file",
         SMOKE,
         "--eval-only",
@@ -297,15 +343,16 @@ def test_eval_only_through_train_net(datasets_root, tmp_path):
         "OUTPUT_DIR",
         out,
         "DATASETS.TEST",
-        f"('{DS}',)",
+        f"('{ds}',)",
         "FRACTURE.EVAL.BOOTSTRAP",
         50,
-        env={"DETECTRON2_DATASETS": str(datasets_root)},
-    )
+    ]
+    env = {"DETECTRON2_DATASETS": str(datasets_root)}
+    proc = run_script("tools/train_net.py", *args, env=env)
     log = proc.stdout + proc.stderr
     assert "copypaste: Task: bbox" in log and "copypaste: Task: fracture" in log
-    report = json.load(open(out / "inference" / DS / "metrics.json"))
-    assert report["dataset"] == DS and report["bootstrap"]["resamples"] == 50
+    report = json.load(open(out / "inference" / ds / "metrics.json"))
+    assert report["dataset"] == ds and report["bootstrap"]["resamples"] == 50
     assert "image_level" in report and "study_level" in report
     # our AP is COCOEvaluator's (the copypaste line after the bbox header)
     lines = log.splitlines()
@@ -313,7 +360,7 @@ def test_eval_only_through_train_net(datasets_root, tmp_path):
     ap = float(lines[i + 1].split("copypaste: ")[1].split(",")[0])
     assert report["coco"]["overall"].get("AP", 0.0) == pytest.approx(ap, abs=1e-3)
     (row,) = leaderboard_rows([out])  # the config name comes from the run's log.txt
-    assert row["config"] == "quick_schedules/faster_rcnn_R_18_FPN_smoke" and row["dataset"] == DS
+    assert row["config"] == "quick_schedules/faster_rcnn_R_18_FPN_smoke" and row["dataset"] == ds
 
 
 def test_image_table_fills_metadata_and_must_match(datasets_root, tmp_path):
