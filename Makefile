@@ -6,7 +6,7 @@ STAMP := $(VENV)/.fracture_d2-setup
 # Scripts in tools/ and datasets/ import the package from this checkout, installed or not.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean wheelhouse
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/black .
+
+# Wheels for another Python/machine without internet: make wheelhouse PYV=3.12
+wheelhouse: setup
+	PYV=$(or $(PYV),3.12) VENV=$(VENV) bash tools/make_wheelhouse.sh
 
 clean:
 	rm -rf output/demo datasets/mura_synthetic .pytest_cache

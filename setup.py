@@ -26,6 +26,7 @@ setup(
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "pyyaml>=5.1",
     ],
     license="Apache-2.0",
 )

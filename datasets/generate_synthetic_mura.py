@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Generate a synthetic dataset laid out exactly like MURA-v1.1 (plus a box CSV).
 
-Example:
+Examples:
     python datasets/generate_synthetic_mura.py --out datasets/mura_synthetic --patients 200 --seed 0
+    # the public release's exact counts (40,005 images), tiny images: a full-scale test tree
+    python datasets/generate_synthetic_mura.py --out /tmp/mura_full --release-counts --max-side 32
 """
 
 import argparse
@@ -32,6 +34,15 @@ def main(argv=None) -> int:
     )
     p.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MURA-v1.1/")
+    p.add_argument(
+        "--release-counts",
+        action="store_true",
+        help="exactly the public release's studies/images per body part and patients\n"
+        "(40,005 images; --patients and --valid-fraction are ignored)",
+    )
+    p.add_argument(
+        "--rgb-fraction", type=float, default=0.0, help="share of images saved as 3-channel PNGs"
+    )
     a = p.parse_args(argv)
     try:
         summary = generate_synthetic_mura(
@@ -43,6 +54,8 @@ def main(argv=None) -> int:
             a.box_fraction,
             a.workers,
             a.overwrite,
+            a.release_counts,
+            a.rgb_fraction,
         )
     except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

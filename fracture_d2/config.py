@@ -67,6 +67,18 @@ def add_fracture_config(cfg: CN) -> CN:
     ev.STUDY_THRESHOLD = 0.5  # study-level operating point for Cohen's kappa (MURA: 0.5)
     ev.BOOTSTRAP = 1000  # patient-bootstrap resamples for 95% CIs; 0 = no CIs
     ev.BOOTSTRAP_SEED = 0  # seed of the bootstrap resampling
+
+    fast = cfg.FRACTURE.FAST = CN()
+    # Run the backbone in channels-last memory format (tensor cores prefer NHWC convolutions).
+    fast.CHANNELS_LAST = False
+    # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
+    fast.COMPILE_BACKBONE = False
+    # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
+    fast.METRICS_PERIOD = 1
+
+    # Training data loader: keep workers alive between epochs / pin host memory for H2D copies.
+    cfg.DATALOADER.PERSISTENT_WORKERS = False
+    cfg.DATALOADER.PIN_MEMORY = False
     return cfg
 
 

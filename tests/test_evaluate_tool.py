@@ -218,7 +218,7 @@ def test_dataset_without_studies_or_patients(tmp_path):
             "file_name": f"{i}.jpg",
             "width": 100,
             "height": 100,
-            "body_part": ["hand", "leg"][i % 2],
+            "body_part": ["hand", "leg"][i % 2] if i < 20 else "",  # "": not recorded
         }
         for i in range(1, 21)
     ]
@@ -250,7 +250,8 @@ def test_dataset_without_studies_or_patients(tmp_path):
     m = evaluate_predictions(gt, predictions_from_list(preds, gt), EvalOptions(bootstrap=100))
     assert "study_level" not in m and m["bootstrap"]["unit"] == "image"
     assert any("no study_id" in n for n in m["notes"]) and _no_nan(m)
-    assert set(m["coco"]["per_body_part"]) == {"hand", "leg"}
+    assert set(m["coco"]["per_body_part"]) == {"hand", "leg"}  # "unknown" has no box
+    assert any("unknown (no annotated box)" in n for n in m["notes"])
     assert m["image_level"]["n_positive"] == 8  # labels from the boxes
 
 

@@ -91,7 +91,7 @@ def test_metadata_negatives_and_image_table(synthetic_raw, datasets_root):
     for part, images in per_test.items():
         assert all(im["body_part"] == part for im in images)
     summary = json.load(open(datasets_root / "mura_synthetic" / "prepare_summary.json"))
-    assert summary["images_read"] == release
+    assert summary["read"]["images"] == release
 
 
 def test_rerun_is_byte_identical(synthetic_raw, tmp_path):

@@ -5,7 +5,8 @@
 #   D2_FROM_SOURCE=1 bash tools/setup_env.sh  # build upstream detectron2 from GitHub instead
 #
 # Environment: PYTHON (default python3, 3.11), VENV (default .venv), TORCH_SPEC (default the
-# pins below), WHEELHOUSE (a folder of wheels for offline installs; see `make wheelhouse`).
+# pins below), WHEELHOUSE (a folder of wheels for offline installs; see `make wheelhouse`),
+# VENV_SYSTEM_SITE_PACKAGES=1 (let the venv see an already installed torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ step() { printf '\n[setup] %s\n' "$*"; }
 
 if [[ ! -x "$VENV/bin/python" ]]; then
   step "creating $VENV with $($PYTHON --version 2>&1)"
-  "$PYTHON" -m venv "$VENV"
+  # VENV_SYSTEM_SITE_PACKAGES=1: see a system-wide torch (e.g. a GPU server's own build).
+  "$PYTHON" -m venv ${VENV_SYSTEM_SITE_PACKAGES:+--system-site-packages} "$VENV"
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip)

@@ -9,6 +9,8 @@ Examples:
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine import Trainer
@@ -21,6 +23,8 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # the project's own log lines go to the same console and OUTPUT_DIR/log.txt(.rankN)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fracture_d2")
     return cfg
 
 

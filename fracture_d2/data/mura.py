@@ -11,6 +11,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from .errors import DataError
 
@@ -28,6 +29,10 @@ _IMAGE_RE = re.compile(
     r"^(?P<root>[^/]+)/(?P<split>train|valid)/(?P<part>XR_[A-Z]+)/patient(?P<patient>\d+)/"
     r"(?P<study>study\d+_(?P<label>positive|negative))/(?P<image>[^/]+)$"
 )
+# The tail that identifies an image, wherever a tool put the tree ("/data/x/MURA-v1.1/train/...").
+_TAIL_RE = re.compile(
+    r"(?:^|/)((?:train|valid)/XR_[A-Z]+/patient\d+/study\d+_(?:positive|negative)/[^/]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class MuraImage:
     patient_id: int
     study_id: str  # "<split>/<part>/patientNNNNN/studyK_<label>", unique in the release
     study_label: int  # 0 normal, 1 abnormal (from *_labeled_studies.csv)
+    row: int = 0  # row in <split>_image_paths.csv, for messages
 
 
 def canonical_path(path: str) -> str:
@@ -48,6 +54,17 @@ def canonical_path(path: str) -> str:
     if p.startswith(("train/", "valid/")):
         p = "MURA-v1.1/" + p
     return p
+
+
+def mura_file_name(path: str) -> str | None:
+    """The canonical file name in a path as annotation tools export it, or None.
+
+    Handles ``train/XR_WRIST/...`` (CVAT keeps the uploaded tree), absolute or prefixed paths,
+    URL-encoded ones (Label Studio local storage: ``/data/local-files/?d=MURA-v1.1%2Ftrain...``)
+    and backslashes.
+    """
+    m = _TAIL_RE.search(unquote(str(path)).strip().replace("\\", "/"))
+    return f"MURA-v1.1/{m[1]}" if m else None
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -116,6 +133,7 @@ def read_mura_split(mura_root: str | Path, split: str) -> list[MuraImage]:
                 patient_id=int(m["patient"]),
                 study_id=study[len("MURA-v1.1/") :].rstrip("/"),
                 study_label=labels[study],
+                row=i,
             )
         )
     return images

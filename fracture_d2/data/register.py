@@ -4,15 +4,18 @@ Convention: a converter writes ``<root>/<folder>/annotations/<name>.json`` (COCO
 images lie under ``<root>/<folder>/``; each such JSON is registered as ``<name>``. The
 well-known names (``mura_train``, ``mura_test_XR_WRIST``, ``fracatlas_val``, ...) are always
 registered, so asking for one that has not been prepared says how to prepare it.
+``thing_classes`` come from the folder's ``prepare_summary.json`` (multi-class conversions),
+default ``["fracture"]``.
+
+detectron2 is imported inside the functions only: the converters import this package and must
+not pull in torch (about 1 GB resident with a CUDA build).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
 
 from .coco import DEFAULT_CLASSES
 from .mura import BODY_PARTS
@@ -27,7 +30,8 @@ KNOWN = {
     ),
     "fracatlas": (
         [f"fracatlas_{s}" for s in ("train", "val", "test")],
-        "python datasets/prepare_fracatlas.py --root FracAtlas --out <root>/fracatlas",
+        "python datasets/prepare_fracatlas.py --root <root>/fracatlas/FracAtlas "
+        "--out <root>/fracatlas",
     ),
 }
 
@@ -39,6 +43,8 @@ def datasets_root() -> Path:
 
 def _loader(name: str, json_file: Path, image_root: Path, hint: str):
     def load():
+        from detectron2.data.datasets import load_coco_json
+
         if not json_file.is_file():
             raise FileNotFoundError(
                 f"dataset '{name}': {json_file} not found; prepare it with: {hint} "
@@ -52,6 +58,8 @@ def _loader(name: str, json_file: Path, image_root: Path, hint: str):
 
 def register_dataset(name: str, json_file, image_root, hint: str = "", **metadata) -> None:
     """Register one COCO-format dataset (lazily loaded), like ``register_coco_instances``."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
     json_file, image_root = Path(json_file), Path(image_root)
     DatasetCatalog.register(name, _loader(name, json_file, image_root, hint))
     metadata.setdefault("thing_classes", list(DEFAULT_CLASSES))
@@ -68,6 +76,8 @@ def register_all(root: str | os.PathLike | None = None) -> list[str]:
     Returns:
         The names registered by this call.
     """
+    from detectron2.data import DatasetCatalog
+
     root = Path(root) if root is not None else datasets_root()
     done = []
     for folder, (names, hint) in KNOWN.items():
@@ -79,6 +89,7 @@ def register_all(root: str | os.PathLike | None = None) -> list[str]:
                     root / folder,
                     hint.replace("<root>", str(root)),
                     image_table=str(root / folder / "annotations" / f"{folder}_images.csv"),
+                    **_classes_of(root / folder, name),
                 )
                 done.append(name)
     for json_file in sorted(root.glob("*/annotations/*.json")):
@@ -86,6 +97,25 @@ def register_all(root: str | os.PathLike | None = None) -> list[str]:
         if name not in DatasetCatalog:
             folder = json_file.parent.parent
             table = next(iter(sorted(json_file.parent.glob("*_images.csv"))), None)
-            register_dataset(name, json_file, folder, image_table=str(table) if table else "")
+            register_dataset(
+                name,
+                json_file,
+                folder,
+                image_table=str(table) if table else "",
+                **_classes_of(folder, name),
+            )
             done.append(name)
     return done
+
+
+def _classes_of(folder: Path, name: str) -> dict:
+    """``{"thing_classes": [...]}`` from the converter's summary, if it names this dataset."""
+    try:
+        with open(folder / "prepare_summary.json", encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    prefix, classes = summary.get("dataset"), summary.get("classes")
+    if isinstance(prefix, str) and name.startswith(prefix + "_") and isinstance(classes, list):
+        return {"thing_classes": [str(c) for c in classes]}
+    return {}

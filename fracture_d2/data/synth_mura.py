@@ -7,6 +7,11 @@ Layout (as in the official release)::
     OUT/MURA-v1.1/{train,valid}_labeled_studies.csv  "<study path>/,<0|1>", no header
     OUT/boxes.csv   image_path,x_min,y_min,x_max,y_max  (MURA has no boxes; this stands in for
                     a user's annotation effort, in the format datasets/prepare_mura.py reads)
+
+``release_counts=True`` reproduces the public release's exact counts (40,005 images, 14,656
+studies, 11,967 patients; :mod:`.synth_mura_release`), e.g. with tiny images to time the
+converter at full scale. ``rgb_fraction`` saves that share of images as 3-channel PNGs (MURA
+has both).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .synth_mura_release import plan_release
 from .synth_radiograph import BODY_PARTS, render_radiograph
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ class ImageJob:
     n_fractures: int
     seed: tuple
     boxes: list = field(default_factory=list)
+    rgb: bool = False
 
 
 def _plan(patients: int, seed: int, valid_fraction: float, max_side: int):
@@ -72,12 +79,30 @@ def _plan(patients: int, seed: int, valid_fraction: float, max_side: int):
                 )
                 studies.append((split, study, int(positive)))
                 for m in range(1, int(rng.integers(1, 6)) + 1):
-                    long_side = int(rng.integers(int(0.75 * max_side), max_side + 1))
-                    short = int(long_side * rng.uniform(0.6, 1.0))
-                    size = (short, long_side) if rng.random() < 0.7 else (long_side, short)
-                    n_frac = int(rng.choice([1, 2], p=[0.8, 0.2])) if positive else 0
                     seed_key = (seed, pid, parts.index(part), k, m)
-                    jobs.append(ImageJob(f"{study}image{m}.png", part, size, n_frac, seed_key))
+                    jobs.append(_image_job(rng, study, m, part, positive, max_side, seed_key))
+    return jobs, studies
+
+
+def _image_job(rng, study, m, part, positive, max_side, seed_key) -> ImageJob:
+    long_side = int(rng.integers(int(0.75 * max_side), max_side + 1))
+    short = int(long_side * rng.uniform(0.6, 1.0))
+    size = (short, long_side) if rng.random() < 0.7 else (long_side, short)
+    n_frac = int(rng.choice([1, 2], p=[0.8, 0.2])) if positive else 0
+    return ImageJob(f"{study}image{m}.png", part, size, n_frac, seed_key)
+
+
+def _plan_release(seed: int, max_side: int):
+    """Every image of a tree with the release's exact counts (see synth_mura_release)."""
+    images, studies = plan_release(seed)
+    rng = np.random.default_rng(seed + 2)
+    parts = list(PART_WEIGHTS)
+    jobs = []
+    for study, m, part, positive in images:
+        pid = int(study.split("/patient")[1][:5])
+        k = int(study.rstrip("/").rsplit("/study", 1)[1].split("_")[0])
+        key = (seed, pid, parts.index(part), k, m)
+        jobs.append(_image_job(rng, study, m, part, positive, max_side, key))
     return jobs, studies
 
 
@@ -86,6 +111,8 @@ def _write_job(args) -> list:
     img, boxes = render_radiograph(
         job.part, job.size, job.n_fractures, np.random.default_rng(list(job.seed))
     )
+    if job.rgb:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     path = Path(root) / job.rel_path.split("/", 1)[1]  # rel_path starts with MURA-v1.1/
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
@@ -102,6 +129,8 @@ def generate_synthetic_mura(
     box_fraction: float = 1.0,
     workers: int | None = None,
     overwrite: bool = False,
+    release_counts: bool = False,
+    rgb_fraction: float = 0.0,
 ) -> dict:
     """Generate ``OUT/MURA-v1.1`` and ``OUT/boxes.csv``; deterministic for a seed.
 
@@ -115,11 +144,14 @@ def generate_synthetic_mura(
             for a partial annotation effort (1.0: all of them).
         workers: rendering processes (default: all cores).
         overwrite: replace an existing ``OUT/MURA-v1.1``.
+        release_counts: reproduce the public release's exact counts (``patients`` and
+            ``valid_fraction`` are then ignored).
+        rgb_fraction: share of images saved as 3-channel PNGs.
 
     Returns:
         A summary dict (patients, studies, images, boxes per split).
     """
-    if patients < 1:
+    if patients < 1 and not release_counts:
         raise ValueError(f"--patients must be >= 1, got {patients}")
     out = Path(out)
     final = out / "MURA-v1.1"
@@ -128,7 +160,15 @@ def generate_synthetic_mura(
     tmp = out / ".MURA-v1.1.tmp"  # built aside and renamed, so a failed run leaves no half tree
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    jobs, studies = _plan(patients, seed, valid_fraction, max_side)
+    if release_counts:
+        jobs, studies = _plan_release(seed, max_side)
+        patients = len({j.rel_path.split("/")[3] for j in jobs})
+    else:
+        jobs, studies = _plan(patients, seed, valid_fraction, max_side)
+    if rgb_fraction > 0:
+        rgb = np.random.default_rng(seed + 3).random(len(jobs)) < rgb_fraction
+        for job, flag in zip(jobs, rgb, strict=True):
+            job.rgb = bool(flag)
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         results = pool.map(_write_job, [(j, tmp) for j in jobs], chunksize=16)
         for job, boxes in tqdm(

@@ -11,6 +11,7 @@ from detectron2.data import build_detection_test_loader
 from detectron2.engine import hooks
 from detectron2.engine.train_loop import HookBase
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
@@ -165,3 +166,22 @@ def _dataset_dicts(name: str):
     from detectron2.data import get_detection_dataset_dicts
 
     return get_detection_dataset_dicts([name], filter_empty=False)
+
+
+class WriteAfterEval(HookBase):
+    """Flush the JSON/TensorBoard writers right after each periodic evaluation.
+
+    Detectron2's ``PeriodicWriter`` writes every 20 iterations and only the latest value of
+    each scalar; an evaluation at an iteration that is not a multiple of 20 would be
+    overwritten by the next one before being written. Flushing here keeps every evaluation in
+    metrics.json and TensorBoard (the writers skip what they already wrote).
+    """
+
+    def __init__(self, eval_period: int, writers: list):
+        self._period = eval_period
+        self._writers = [w for w in writers if not isinstance(w, CommonMetricPrinter)]
+
+    def after_step(self):
+        if _is_eval_step(self.trainer, self._period):
+            for w in self._writers:
+                w.write()

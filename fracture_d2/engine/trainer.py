@@ -9,6 +9,7 @@ import os
 import torch
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
@@ -23,9 +24,32 @@ from fracture_d2.evaluation.evaluator import (
 )
 
 from .checkpoint import UntaggedCheckpointer, make_atomic
-from .hooks import BestModelCheckpointer, EarlyStop, EarlyStopping, ValidationLoss
+from .hooks import (
+    BestModelCheckpointer,
+    EarlyStop,
+    EarlyStopping,
+    ValidationLoss,
+    WriteAfterEval,
+)
 
 logger = logging.getLogger("fracture_d2")
+
+_d2_create_ddp_model = d2_defaults.create_ddp_model
+
+
+def create_ddp_model(model, **kwargs):
+    """Detectron2's ``create_ddp_model``, also for CPU processes (gloo).
+
+    Detectron2 always passes ``device_ids=[local_rank]``, which DDP rejects for a CPU module;
+    for CPU models this passes ``device_ids=None``. ``DefaultTrainer.__init__`` looks the
+    function up in ``detectron2.engine.defaults``, so it is replaced there (CUDA unchanged).
+    """
+    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
+        kwargs.setdefault("device_ids", None)
+    return _d2_create_ddp_model(model, **kwargs)
+
+
+d2_defaults.create_ddp_model = create_ddp_model
 
 
 def amp_dtype(cfg) -> torch.dtype:
@@ -47,6 +71,23 @@ def amp_dtype(cfg) -> torch.dtype:
 def val_dataset(cfg) -> str:
     """The dataset used for validation loss: ``FRACTURE.VAL_DATASET`` or ``DATASETS.TEST[0]``."""
     return cfg.FRACTURE.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+
+
+def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
+    """Apply ``FRACTURE.FAST`` model switches in place (weights and state-dict keys unchanged).
+
+    ``CHANNELS_LAST`` converts the weights and, through a forward pre-hook, the backbone input
+    to NHWC; ``COMPILE_BACKBONE`` compiles the backbone module in place.
+    """
+    fast = cfg.FRACTURE.FAST
+    if fast.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+        model.backbone.register_forward_pre_hook(
+            lambda _m, args: (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+        )
+    if fast.COMPILE_BACKBONE:
+        model.backbone.compile()
+    return model
 
 
 def apply_backend_flags(cfg) -> None:
@@ -103,13 +144,23 @@ class Trainer(DefaultTrainer):
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.precision = amp_dtype(cfg)
+        self._trainer.gather_metric_period = max(1, cfg.FRACTURE.FAST.METRICS_PERIOD)
+
+    @classmethod
+    def build_model(cls, cfg):
+        return apply_speed_switches(super().build_model(cfg), cfg)
 
     @classmethod
     def build_train_loader(cls, cfg):
         mapper = RadiographMapper(cfg, is_train=True)
+        workers = cfg.DATALOADER.NUM_WORKERS > 0
+        kwargs = {
+            "pin_memory": bool(cfg.DATALOADER.PIN_MEMORY),
+            "persistent_workers": bool(cfg.DATALOADER.PERSISTENT_WORKERS) and workers,
+        }
         ratio = cfg.DATALOADER.NEG_POS_RATIO
         if ratio <= 0:
-            return _DroppedBoxCounter(build_detection_train_loader(cfg, mapper=mapper))
+            return _DroppedBoxCounter(build_detection_train_loader(cfg, mapper=mapper, **kwargs))
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             raise ValueError(
                 "DATALOADER.NEG_POS_RATIO > 0 replaces TrainingSampler; it cannot be "
@@ -122,7 +173,9 @@ class Trainer(DefaultTrainer):
             f"(negatives capped at {ratio}:1)"
         )
         return _DroppedBoxCounter(
-            build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
+            build_detection_train_loader(
+                cfg, mapper=mapper, dataset=dataset, sampler=sampler, **kwargs
+            )
         )
 
     @classmethod
@@ -173,6 +226,9 @@ class Trainer(DefaultTrainer):
                     self.checkpointer,
                 )
             )
+        writer = next((h for h in ret if isinstance(h, hooks.PeriodicWriter)), None)
+        if writer is not None:  # main process only
+            extra_after.append(WriteAfterEval(period, writer._writers))
         return ret[:i] + extra_before + [ret[i]] + extra_after + ret[i + 1 :]
 
     def train(self):

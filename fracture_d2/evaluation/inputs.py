@@ -86,8 +86,10 @@ def _read_table(path: Path) -> dict:
 
 def _parse(key: str, value):
     """Normalise a metadata value from JSON or CSV (labels -> int, ids -> str)."""
-    if value is None or value == "":
+    if value is None:
         return None
+    if value == "":  # present but empty: a body part nobody recorded (FracAtlas) is a group
+        return "unknown" if key == "body_part" else None
     if key == "annotated":
         return value if isinstance(value, bool) else str(value).strip().lower() == "true"
     if key in ("study_label", "image_label"):

@@ -1,0 +1,160 @@
+"""Side-by-side speed measurement: stock Detectron2 vs the project's path, in one process.
+
+Training: Detectron2's ``DefaultTrainer`` (stock ``DatasetMapper``, ``SimpleTrainer`` /
+``AMPTrainer``) and the project's :class:`~fracture_d2.engine.Trainer` are built on the same
+config, data and device, warmed up, then timed in interleaved blocks of iterations, so drifts of
+the machine (thermal, other load) hit both alike. Inference: ``DefaultPredictor`` (batch 1)
+and a batched stock forward against the project's predictor.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from detectron2.engine import DefaultTrainer
+from detectron2.utils.events import EventStorage
+
+logger = logging.getLogger("fracture_d2.benchmark")
+
+
+@dataclass
+class Timing:
+    """Times of one path (stock or project) for one task."""
+
+    name: str
+    seconds: list = field(default_factory=list)  # one entry per timed block
+    items: list = field(default_factory=list)  # images processed per block
+    peak_gpu_mem_gib: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return float(sum(self.items) / max(sum(self.seconds), 1e-12))
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d["images_per_second"] = self.per_second
+        d["seconds_per_item"] = 1.0 / self.per_second if self.per_second else None
+        return d
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_mem(device: str) -> float | None:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return None
+
+
+def stock_config(cfg):
+    """The stock Detectron2 settings for the same model: project speed switches off and
+    Detectron2's own test-time defaults (1000 proposals, 100 detections, adaptive RoIAlign)."""
+    from detectron2.config import get_cfg
+
+    stock = cfg.clone()
+    stock.defrost()
+    d2 = get_cfg()
+    stock.MODEL.RPN.PRE_NMS_TOPK_TEST = d2.MODEL.RPN.PRE_NMS_TOPK_TEST
+    stock.MODEL.RPN.POST_NMS_TOPK_TEST = d2.MODEL.RPN.POST_NMS_TOPK_TEST
+    stock.TEST.DETECTIONS_PER_IMAGE = d2.TEST.DETECTIONS_PER_IMAGE
+    stock.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = d2.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
+    stock.FRACTURE.FAST.CHANNELS_LAST = False
+    stock.FRACTURE.FAST.COMPILE_BACKBONE = False
+    stock.FRACTURE.FAST.METRICS_PERIOD = 1
+    stock.FRACTURE.INFER_AMP = False
+    stock.freeze()
+    return stock
+
+
+def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -> dict:
+    """Interleave timed blocks of ``iters`` training steps of both trainers.
+
+    Args:
+        cfg: the project's config (frozen); the stock trainer gets :func:`stock_config`.
+        iters: steps per timed block; warmup: untimed steps per trainer first; rounds: blocks
+            per trainer (stock, project, stock, project, ...).
+
+    Returns:
+        ``{"stock": {...}, "project": {...}, "ratio": project img/s / stock img/s}``.
+    """
+    from fracture_d2.engine.trainer import Trainer
+
+    device = cfg.MODEL.DEVICE
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {}
+        for name, klass, c in (
+            ("stock", DefaultTrainer, stock_config(cfg)),
+            ("project", Trainer, cfg),
+        ):
+            c = c.clone()
+            c.defrost()
+            c.OUTPUT_DIR = f"{tmp}/{name}"
+            c.freeze()
+            trainers[name] = klass(c)
+        timings = {n: Timing(n) for n in trainers}
+        with EventStorage(0) as storage:
+            for tr in trainers.values():
+                tr._trainer.model.train()
+                for i in range(warmup):
+                    storage.iter = tr._trainer.iter = i
+                    tr._trainer.run_step()
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+            for r in range(rounds):
+                for name, tr in trainers.items():
+                    if device.startswith("cuda"):
+                        torch.cuda.reset_peak_memory_stats()
+                    _sync(device)
+                    t = time.perf_counter()
+                    for i in range(iters):
+                        storage.iter = tr._trainer.iter = warmup + r * iters + i
+                        tr._trainer.run_step()
+                    _sync(device)
+                    timings[name].seconds.append(time.perf_counter() - t)
+                    timings[name].items.append(iters * batch)
+                    mem = _peak_mem(device)
+                    if mem is not None:
+                        timings[name].peak_gpu_mem_gib = max(
+                            timings[name].peak_gpu_mem_gib or 0, mem
+                        )
+                    logger.info(
+                        f"train round {r} {name}: "
+                        f"{iters * batch / timings[name].seconds[-1]:.2f} img/s"
+                    )
+    out = {n: t.summary() for n, t in timings.items()}
+    out["ratio"] = timings["project"].per_second / timings["stock"].per_second
+    out["process_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+def time_calls(fn, inputs: list, warmup: int, device: str) -> tuple[float, int]:
+    """Call ``fn(x)`` for each input after ``warmup`` untimed calls; (seconds, calls)."""
+    for x in inputs[:warmup]:
+        fn(x)
+    _sync(device)
+    t = time.perf_counter()
+    for x in inputs:
+        fn(x)
+    _sync(device)
+    return time.perf_counter() - t, len(inputs)
+
+
+def median_latency(fn, inputs: list, device: str) -> float:
+    """Median per-call latency in seconds (each call synchronised)."""
+    out = []
+    for x in inputs:
+        _sync(device)
+        t = time.perf_counter()
+        fn(x)
+        _sync(device)
+        out.append(time.perf_counter() - t)
+    return float(np.median(out))
