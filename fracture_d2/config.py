@@ -56,6 +56,18 @@ def add_fracture_config(cfg: CN) -> CN:
     # Deterministic algorithms (slower); with SEED >= 0 gives repeatable runs on one device.
     cfg.FRACTURE.DETERMINISTIC = False
 
+    ev = cfg.FRACTURE.EVAL = CN()
+    # Run the medical evaluator (FROC, image/study level, per body part) next to COCOEvaluator.
+    ev.ENABLED = True
+    ev.FROC_CRITERION = "iou"  # FROC lesion hit: "iou" (IoU >= IOU_THRESHOLD) or "center"
+    ev.IOU_THRESHOLD = 0.5  # IoU for a FROC hit with FROC_CRITERION "iou"
+    ev.IMAGE_SCORE = "max"  # image score from its box scores: "max" or "noisy_or"
+    ev.STUDY_SCORE = "max"  # study score from its image scores: "max" or "mean" (MURA paper)
+    ev.THRESHOLD = 0.5  # image-level operating point for sensitivity/specificity/PPV/NPV/F1
+    ev.STUDY_THRESHOLD = 0.5  # study-level operating point for Cohen's kappa (MURA: 0.5)
+    ev.BOOTSTRAP = 1000  # patient-bootstrap resamples for 95% CIs; 0 = no CIs
+    ev.BOOTSTRAP_SEED = 0  # seed of the bootstrap resampling
+
     fast = cfg.FRACTURE.FAST = CN()
     # Run the backbone in channels-last memory format (tensor cores prefer NHWC convolutions).
     fast.CHANNELS_LAST = False

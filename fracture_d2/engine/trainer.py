@@ -10,13 +10,18 @@ import torch
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.engine import defaults as d2_defaults
-from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 import fracture_d2.data  # noqa: F401  (registers the datasets)
 from fracture_d2.data.mapper import RadiographMapper
 from fracture_d2.data.samplers import NegativeCapTrainingSampler
+from fracture_d2.evaluation.evaluator import (
+    AnnotatedCOCOEvaluator,
+    FractureEvaluator,
+    eval_options,
+)
 
 from .checkpoint import UntaggedCheckpointer, make_atomic
 from .hooks import (
@@ -122,7 +127,8 @@ class Trainer(DefaultTrainer):
 
     - data: :class:`RadiographMapper` (albumentations from ``INPUT.RADIOGRAPH_AUG``), negatives
       kept, optional negative:positive cap (``DATALOADER.NEG_POS_RATIO``);
-    - evaluation: COCOEvaluator (pure-Python pycocotools);
+    - evaluation: COCOEvaluator (pure-Python pycocotools) over annotated images, plus
+      FractureEvaluator (FROC, image/study level, CIs) unless ``FRACTURE.EVAL.ENABLED`` False;
     - hooks: ``model_best.pth`` by ``SOLVER.BEST_CHECKPOINT``, validation loss, early stopping,
       atomic checkpoints;
     - precision: ``SOLVER.AMP`` with ``PRECISION`` float16 or bfloat16 (CUDA), TF32 switch.
@@ -183,11 +189,16 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(
+        coco = AnnotatedCOCOEvaluator(
             dataset_name,
             tasks=tuple(cfg.FRACTURE.EVAL_TASKS),
             output_dir=output_folder,
             use_fast_impl=False,
+        )
+        if not cfg.FRACTURE.EVAL.ENABLED:
+            return coco
+        return DatasetEvaluators(
+            [coco, FractureEvaluator(dataset_name, output_folder, eval_options(cfg))]
         )
 
     def build_hooks(self):

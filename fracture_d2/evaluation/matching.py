@@ -64,7 +64,9 @@ def match_detections(
             & (cy[:, None] >= gt[None, :, 1])
             & (cy[:, None] <= gt[None, :, 3])
         )
-    for p in np.argsort(-scores, kind="stable"):
+    order = np.argsort(-scores, kind="stable")
+    # Predictions that qualify for no lesion cannot hit; skipping them keeps large runs fast.
+    for p in order[ok[order].any(axis=1)]:
         candidates = np.flatnonzero(ok[p] & (hit_by < 0))
         if len(candidates):
             g = candidates[np.argmax(iou[p, candidates])]
