@@ -2,7 +2,8 @@
 """The demo, end to end on synthetic MURA-layout data, from scratch and offline.
 
 generate (datasets/generate_synthetic_mura.py) -> prepare (datasets/prepare_mura.py)
--> train + evaluate (tools/train_net.py, COCOEvaluator on the synthetic test split).
+-> train (tools/train_net.py, ending with COCO evaluation on the synthetic test split)
+-> evaluate (tools/evaluate.py: FROC, image- and study-level metrics, report.md).
 
 Each step is the command a user would type; they are printed as they run. Trailing
 ``KEY VALUE`` pairs go to train_net.py (e.g. ``SOLVER.MAX_ITER 100`` for a quicker look).
@@ -20,13 +21,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml"
+TEST_SET = "mura_synthetic_test_all"  # every test image (box metrics skip unannotated ones)
 AP50_GOAL = 60.0
 
 
 def _run(step: str, cmd: list) -> float:
     print(f"\n=== demo: {step}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
     t = time.time()
-    subprocess.run([str(c) for c in cmd], cwd=REPO, check=True)
+    rc = subprocess.run([str(c) for c in cmd], cwd=REPO).returncode
+    if rc != 0:
+        raise SystemExit(f"demo: step '{step}' failed with exit code {rc} (see above)")
     return time.time() - t
 
 
@@ -48,14 +52,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from fracture_d2.data.register import datasets_root
 
-    data = datasets_root() / "mura_synthetic"
-    out = Path(a.output_dir)
-    py = sys.executable
-    times = {
-        "generate": _run(
-            "generate synthetic MURA-v1.1 tree",
+    data, out, py = datasets_root() / "mura_synthetic", Path(a.output_dir), sys.executable
+    preds = out / "inference" / TEST_SET / "coco_instances_results.json"
+    steps = [
+        (
+            "generate",
+            "synthetic MURA-v1.1 tree + box CSV",
             [
-                py,
                 "datasets/generate_synthetic_mura.py",
                 "--out",
                 data,
@@ -66,10 +69,10 @@ def main(argv=None) -> int:
                 "--overwrite",
             ],
         ),
-        "prepare": _run(
-            "prepare COCO splits (mura_synthetic_train/val/test)",
+        (
+            "prepare",
+            "COCO splits mura_synthetic_{train,val,test,test_all,...}",
             [
-                py,
                 "datasets/prepare_mura.py",
                 "--mura-root",
                 data / "MURA-v1.1",
@@ -81,22 +84,38 @@ def main(argv=None) -> int:
                 "mura_synthetic",
             ],
         ),
-        "train+eval": _run(
-            "train from scratch, then COCO evaluation on mura_synthetic_test",
-            [py, "tools/train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", out, *a.opts],
+        (
+            "train",
+            f"from scratch on CPU, then COCO evaluation on {TEST_SET}",
+            ["tools/train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", out, *a.opts],
         ),
-    }
+        (
+            "evaluate",
+            "FROC, image/study level with bootstrap CIs, per body part",
+            [
+                "tools/evaluate.py",
+                "--dataset",
+                TEST_SET,
+                "--predictions",
+                preds,
+                "--out",
+                out / "evaluation",
+            ],
+        ),
+    ]
+    times = {name: _run(f"{name}: {what}", [py, *cmd]) for name, what, cmd in steps}
     m = _final_metrics(REPO / out)
     print("\n=== demo: done")
     print("  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(
         f"  bbox AP {m['bbox/AP']:.1f} | AP50 {m['bbox/AP50']:.1f} | AP75 {m['bbox/AP75']:.1f}"
-        f"  on mura_synthetic_test (goal AP50 >= {AP50_GOAL:.0f})"
+        f"  on {TEST_SET} (goal AP50 >= {AP50_GOAL:.0f})"
     )
     print(f"  data:        {data}")
     print(f"  model:       {out / 'model_final.pth'}")
     print(f"  metrics:     {out / 'metrics.json'} (TensorBoard: tensorboard --logdir {out})")
-    print(f"  predictions: {out / 'inference' / 'mura_synthetic_test'}")
+    print(f"  predictions: {preds}")
+    print(f"  evaluation:  {out / 'evaluation' / 'report.md'}")
     if m["bbox/AP50"] < AP50_GOAL:
         print(
             f"demo: AP50 {m['bbox/AP50']:.1f} is below the goal of {AP50_GOAL:.0f}", file=sys.stderr
