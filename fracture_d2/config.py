@@ -75,6 +75,9 @@ def add_fracture_config(cfg: CN) -> CN:
     fast.COMPILE_BACKBONE = False
     # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
+    # Autocast dtype for inference (predictor and evaluation): "float32" (off), "bfloat16"
+    # (CPUs with AVX512-BF16/AMX, Ampere+ GPUs) or "float16" (GPUs).
+    fast.INFERENCE_DTYPE = "float32"
 
     # Training data loader: keep workers alive between epochs / pin host memory for H2D copies.
     cfg.DATALOADER.PERSISTENT_WORKERS = False

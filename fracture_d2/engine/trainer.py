@@ -3,6 +3,7 @@ hooks and speed switches. Each override extends what ``super()`` builds."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -88,6 +89,23 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     if fast.COMPILE_BACKBONE:
         model.backbone.compile()
     return model
+
+
+def inference_autocast(cfg):
+    """Autocast context for inference per ``FRACTURE.FAST.INFERENCE_DTYPE`` (a no-op for
+    float32)."""
+    name = cfg.FRACTURE.FAST.INFERENCE_DTYPE
+    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(
+            f"FRACTURE.FAST.INFERENCE_DTYPE must be one of {sorted(dtypes)}, " f"got {name!r}"
+        )
+    device = "cuda" if cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    if dtypes[name] is None:
+        return contextlib.nullcontext()
+    if device == "cpu" and dtypes[name] == torch.float16:
+        raise ValueError("FRACTURE.FAST.INFERENCE_DTYPE float16 needs a GPU; use bfloat16")
+    return torch.autocast(device_type=device, dtype=dtypes[name])
 
 
 def apply_backend_flags(cfg) -> None:
@@ -185,6 +203,12 @@ class Trainer(DefaultTrainer):
         return build_detection_test_loader(
             cfg, dataset_name, mapper=RadiographMapper(cfg, is_train=False)
         )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Evaluate like ``DefaultTrainer.test``, under ``FRACTURE.FAST.INFERENCE_DTYPE``."""
+        with inference_autocast(cfg):
+            return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
