@@ -35,7 +35,7 @@ while IFS= read -r req; do
     "${PIP[@]}" wheel -q --disable-pip-version-check --no-deps -w "$OUT" "$req"
     built=$((built + 1))
   fi
-done < <("${PIP[@]}" freeze --disable-pip-version-check | LC_ALL=C sort)
+done < <("${PIP[@]}" freeze --all --disable-pip-version-check | LC_ALL=C sort)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -44,7 +44,9 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$tmp"/sal_detectron2-0.7.2-*.whl "$OUT/sal_detectron2-0.7.2-py3-none-any.whl"
 
 # A wheel built here for a compiled package would only fit this Python: refuse it.
-bad=$(ls "$OUT" | grep -E -- "-cp3(1[01]|[0-9])-" | grep -v -- "-cp$(echo "$PYV" | tr -d .)-" || true)
+# (abi3 wheels, e.g. cp37-abi3, fit every later Python and are fine.)
+tag="cp$(echo "$PYV" | tr -d .)"
+bad=$(ls "$OUT" | grep -E -- "-cp3[0-9]+-cp3[0-9]+m?-" | grep -v -- "-$tag-$tag-" || true)
 if [[ -n "$bad" ]]; then
   echo "[wheelhouse] error: wheels for the wrong Python in $OUT:" >&2
   echo "$bad" >&2
