@@ -1,0 +1,294 @@
+"""One visualization run: choose images, draw panels, grids, heatmaps and curves, write the
+index. ``tools/visualize.py`` parses the command line and calls :func:`visualize`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from itertools import chain, zip_longest
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fracture_d2.data.errors import DataError
+from fracture_d2.evaluation import match_detections
+from fracture_d2.inference.loading import load_image
+from fracture_d2.utils_io import write_json_atomic
+
+from . import selection as sel
+from .curves import plot_evaluation, plot_training, read_training_metrics
+from .html import Picture, Section, Table, evaluation_tables, write_index
+from .panels import render_grid, render_heatmap, render_panel
+
+logger = logging.getLogger("fracture_d2")
+
+
+@dataclass
+class VisualizeOptions:
+    """What to draw; mirrors ``tools/visualize.py``'s options (see its ``--help``)."""
+
+    dataset: str | None = None
+    predictions: str | None = None
+    train_metrics: str | None = None
+    eval_metrics: str | None = None  # tools/evaluate.py's metrics.json (or its folder)
+    threshold: float = 0.5
+    iou: float = 0.5
+    layout: str = "side"
+    ids: list[int] = field(default_factory=list)
+    body_parts: list[str] = field(default_factory=list)
+    selections: list[str] = field(default_factory=lambda: ["worst-fp", "missed", "sample"])
+    max_images: int = 12
+    grid_max: int = 48
+    seed: int = 0
+    heatmaps: int = 6
+    cam_layer: str = "auto"
+    info: list[tuple[str, str]] = field(default_factory=list)  # extra facts for the index
+
+
+def load_results(o: VisualizeOptions) -> tuple[list[sel.ImageResult], list[str]]:
+    """Images with ground truth and/or predictions, matched at the threshold; and notes."""
+    notes, by_image, images = [], None, None
+    if o.predictions:
+        by_image, images = sel.load_predictions(o.predictions)
+    if o.dataset:
+        results = sel.dataset_results(o.dataset)
+        if by_image is not None:
+            if images is not None:
+                raise DataError(
+                    o.predictions,
+                    "tools/predict.py output has its own image ids; " "use it without --dataset",
+                )
+            unknown = sel.attach_predictions(results, by_image)
+            if by_image and unknown == len(by_image):
+                raise DataError(
+                    o.predictions,
+                    f"no predicted image id is in dataset {o.dataset}; "
+                    "were they made on another dataset?",
+                )
+            if unknown:
+                notes.append(f"{unknown} predicted image ids are not in {o.dataset}; ignored")
+    elif images is not None:
+        results = sel.predict_output_results(images, by_image)
+    elif o.predictions:
+        raise DataError(o.predictions, "a COCO results list has no file names; add --dataset")
+    else:
+        return [], notes
+    if o.body_parts:
+        known = sorted({r.body_part for r in results})
+        bad = [p for p in o.body_parts if p not in known]
+        if bad:
+            raise ValueError(f"body part(s) {bad} not in the data; known: {known}")
+        results = [r for r in results if r.body_part in o.body_parts]
+    for r in results:
+        r.match(o.threshold, o.iou)
+    return results, notes
+
+
+def choose_sections(results, o: VisualizeOptions, has_predictions: bool) -> dict[str, list]:
+    """Selection name -> images, in display order."""
+    if o.ids:
+        by_id = {r.image_id: r for r in results}
+        missing = [i for i in o.ids if i not in by_id]
+        if missing:
+            raise ValueError(f"image id(s) {missing} not found (after body-part filtering)")
+        return {"chosen": [by_id[i] for i in o.ids]}
+    needs_pred = {"worst-fp", "missed", "tp"}
+    wanted = [s for s in o.selections if has_predictions or s not in needs_pred] or ["sample"]
+    return {s: sel.select(results, s, o.max_images, o.seed) for s in wanted}
+
+
+class _Images:
+    """Reads each image once; unreadable ones are noted and skipped."""
+
+    def __init__(self, notes: list[str]):
+        self.cache, self.notes = {}, notes
+
+    def get(self, r: sel.ImageResult):
+        if r.image_id not in self.cache:
+            try:
+                self.cache[r.image_id] = load_image(r.file_name)
+            except DataError as e:
+                self.cache[r.image_id] = None
+                self.notes.append(f"skipped image {r.image_id}: {e}")
+        return self.cache[r.image_id]
+
+
+def _heatmap_section(sections, images, predictor, o, out: Path) -> Section:
+    from .gradcam import explain
+
+    # Alternate between selections so both hits and false alarms get explained.
+    order = list(dict.fromkeys(r for r in chain(*zip_longest(*sections.values())) if r))
+    section = Section(
+        "Heatmaps: Grad-CAM and RPN objectness",
+        note=(
+            "Left: the model's detections (the explained one solid, ground truth dashed). Middle: "
+            f"Grad-CAM of the explained box's score (layer {o.cam_layer}). Right: RPN objectness."
+        ),
+    )
+    with tqdm(total=o.heatmaps, desc="heatmaps", unit="img") as bar:
+        for r in order:
+            if len(section.pictures) >= o.heatmaps:
+                break
+            gray = images.get(r)
+            if gray is None:
+                continue
+            expl = explain(predictor, gray, 0, o.cam_layer)
+            if not len(expl.boxes):
+                continue
+            status = "pred"
+            if r.judged:
+                is_tp, _ = match_detections(r.gt, expl.boxes, expl.scores, "iou", o.iou)
+                status = "tp" if is_tp[0] else "fp"
+            path = render_heatmap(r, gray, expl, out / "heatmaps" / f"img_{r.image_id}.png", status)
+            section.pictures.append(Picture(str(path.relative_to(out)), f"image {r.image_id}"))
+            bar.update()
+    return section
+
+
+def _threshold_tables(results, o: VisualizeOptions) -> list[Table]:
+    groups = {"all": results}
+    for part in sorted({r.body_part for r in results if r.body_part}):
+        groups[part] = [r for r in results if r.body_part == part]
+    keys = [
+        "judged_images",
+        "lesions",
+        "true_positives",
+        "false_positives",
+        "missed",
+        "sensitivity",
+        "fp_per_image",
+        "precision",
+    ]
+    rows = [[g] + [sel.summarize(rs)[k] for k in keys] for g, rs in groups.items()]
+    head = [
+        "images",
+        "judged",
+        "lesions",
+        "TP",
+        "FP",
+        "missed",
+        "sensitivity",
+        "FP/image",
+        "precision",
+    ]
+    return [Table(f"At score ≥ {o.threshold:g}, IoU ≥ {o.iou:g}", head, rows)]
+
+
+def _write_selection(path, sections, panels, results, o: VisualizeOptions) -> None:
+    """The chosen images per section with their counts, for scripts (and tests)."""
+    doc = {
+        "threshold": o.threshold,
+        "iou": o.iou,
+        "summary": sel.summarize(results),
+        "sections": {
+            name: [
+                {
+                    "image_id": r.image_id,
+                    "body_part": r.body_part,
+                    "image_score": r.image_score,
+                    "tp": r.n_tp,
+                    "fp": r.n_fp,
+                    "missed": r.n_missed,
+                    "max_fp_score": r.max_fp_score,
+                    "panel": panels.get(r.image_id),
+                }
+                for r in rs
+            ]
+            for name, rs in sections.items()
+        },
+    }
+    write_json_atomic(path, doc, indent=1)
+
+
+def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
+    """Write every picture under ``out_dir`` and ``out_dir/index.html``; returns the index.
+
+    Args:
+        out_dir: output folder (created; files are replaced one by one, atomically).
+        o: what to draw.
+        predictor: a :class:`~fracture_d2.inference.predictor.BatchPredictor` for heatmaps.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results, notes = load_results(o)
+    images, tables = _Images(notes), []
+    sections_out = []
+    if results:
+        has_pred = o.predictions is not None
+        sections = choose_sections(results, o, has_pred)
+        todo = list(dict.fromkeys(chain(*sections.values())))
+        done = {}
+        for r in tqdm(todo, desc="panels", unit="img"):
+            gray = images.get(r)
+            if gray is not None:
+                path = render_panel(
+                    r, gray, out / "panels" / f"img_{r.image_id}.png", o.layout, o.threshold
+                )
+                done[r.image_id] = str(path.relative_to(out))
+        for name, rs in sections.items():
+            s = Section(sel.SELECTION_TITLES[name])
+            s.pictures = [
+                Picture(done[r.image_id], f"image {r.image_id} · {r.body_part}")
+                for r in rs
+                if r.image_id in done
+            ]
+            if not rs:
+                s.note = "no image fits this selection"
+            sections_out.append(s)
+        grids = Section("Grid sheets", wide=True)
+        all_sorted = sorted(results, key=lambda r: r.image_id)
+        sheets = {"all": all_sorted[: o.grid_max], **{k: v for k, v in sections.items() if v}}
+        for name, rs in tqdm(sheets.items(), desc="grids", unit="sheet"):
+            items = [(r, images.get(r)) for r in rs if images.get(r) is not None]
+            if not items:
+                continue
+            title = sel.SELECTION_TITLES.get(name, name)
+            if name == "all" and len(results) > len(rs):
+                title += f" (first {len(rs)} of {len(results)} by id; --grid-max)"
+            path = render_grid(items, out / "grids" / f"grid_{name}.png", title)
+            grids.pictures.append(Picture(str(path.relative_to(out)), title))
+        sections_out.append(grids)
+        if has_pred and o.dataset:
+            tables += _threshold_tables(results, o)
+        _write_selection(out / "selection.json", sections, done, results, o)
+        if predictor is not None and o.heatmaps > 0:
+            sections_out.append(_heatmap_section(sections, images, predictor, o, out))
+    curves = Section("Curves")
+    if o.eval_metrics:
+        path = Path(o.eval_metrics)
+        path = path / "metrics.json" if path.is_dir() else path
+        metrics = json.loads(path.read_text())
+        tables = evaluation_tables(metrics) + tables
+        curves.pictures += [
+            Picture(str(p.relative_to(out)), t) for t, p in plot_evaluation(metrics, out / "curves")
+        ]
+        if (path.parent / "report.md").is_file():
+            notes.append(f"evaluation report: {(path.parent / 'report.md').resolve()}")
+    if o.train_metrics:
+        records = read_training_metrics(o.train_metrics)
+        curves.pictures += [
+            Picture(str(p.relative_to(out)), t) for t, p in plot_training(records, out / "curves")
+        ]
+        last = next(
+            (r for r in reversed(records.values()) if any(k.endswith("bbox/AP") for k in r)), None
+        )
+        if last:
+            keys = sorted(k for k in last if "bbox/" in k)
+            tables.append(
+                Table(
+                    f"COCOEvaluator at iteration {last['iteration']} (training log)",
+                    ["metric", "value"],
+                    [[k, last[k]] for k in keys],
+                )
+            )
+    if not o.eval_metrics and results:
+        notes.append("PR, FROC and ROC curves come from tools/evaluate.py: pass --eval-dir DIR")
+    info = [
+        ("dataset", o.dataset or "-"),
+        ("predictions", o.predictions or "-"),
+        ("score threshold", f"{o.threshold:g}"),
+        ("IoU threshold", f"{o.iou:g}"),
+    ] + o.info
+    sections_out.insert(0, curves)
+    return write_index(out, "fracture_d2 visualizations", info, tables, sections_out, notes)
