@@ -77,11 +77,20 @@ def test_gradcam_and_objectness_maps(synthetic_raw, weights):
     expl = explain(predictor, gray)
     ref = predictor([gray])[0]
     np.testing.assert_allclose(expl.boxes, ref.pred_boxes.tensor.numpy(), atol=1e-3)
-    assert re.fullmatch(r"p[2-5]", expl.layer)  # the FPN level the box was pooled from
+    assert (expl.layer, expl.method) == ("res3", "hirescam")
     for m in (expl.cam, expl.objectness):
         assert m.shape == gray.shape and np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
     assert expl.cam.max() == pytest.approx(1.0) and expl.cam.std() > 0
-    assert explain(predictor, gray, layer="res4").cam.max() == pytest.approx(1.0)
+    pooled = explain(predictor, gray, layer="pooled")
+    assert re.fullmatch(r"p[2-5]", pooled.layer)  # the FPN level the box was pooled from
+    # Element-wise on the pooled level: the map stays inside the proposal, so mostly near the box.
+    x0, y0, x1, y1 = pooled.boxes[0].astype(int)
+    margin = 16
+    near = pooled.cam[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin]
+    assert near.sum() > 0.9 * pooled.cam.sum()
+    classic = explain(predictor, gray, layer="res4", method="gradcam")
+    assert classic.cam.max() == pytest.approx(1.0)
+    assert all(p.grad is None for p in predictor.model.parameters())  # no weight gradients
     with pytest.raises(ValueError, match="not among"):
         explain(predictor, gray, layer="p9")
 

@@ -65,9 +65,16 @@ def parse_args(argv=None):
     heat.add_argument("--heatmaps", type=int, default=6, help="images with heatmaps (6)")
     heat.add_argument(
         "--cam-layer",
-        default="auto",
-        help="Grad-CAM feature map: auto (the FPN level the box was pooled from), p2..p6, "
-        "res2..res5",
+        default="res3",
+        help="feature map of the CAM: res2..res5 (backbone, default res3), p2..p6 (FPN) or "
+        "pooled (the FPN level the box was pooled from)",
+    )
+    heat.add_argument(
+        "--cam-method",
+        choices=("hirescam", "gradcam"),
+        default="hirescam",
+        help="hirescam: element-wise gradient x activation (instance-specific, default); "
+        "gradcam: channel weights = mean gradient (Selvaraju et al.)",
     )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     a = p.parse_args(argv)
@@ -112,6 +119,7 @@ def main(argv=None) -> int:
         seed=a.seed,
         heatmaps=a.heatmaps,
         cam_layer=a.cam_layer,
+        cam_method=a.cam_method,
         info=info,
     )
     try:

@@ -1,14 +1,22 @@
-"""What drove a detection: Grad-CAM for one detected box, and the RPN's objectness map.
+"""What drove a detection: a gradient class-activation map for one detected box, and the RPN's
+objectness map.
 
-Grad-CAM (Selvaraju et al., 2017) for a detector: the target is the chosen box's class score
-as log-odds, ``logit_c - logsumexp(other logits)`` (the pre-softmax score of a one-class
-detector), computed from the box's own RoI features. Its gradient with respect to a feature map
-``A`` (an FPN level ``p2..p6`` or a backbone stage ``res2..res5``) is averaged over space to
-weigh the channels; ``relu(sum_k w_k A_k)`` is the map. Channel weights come from the box, but
-the map covers the whole image, so it also shows other places with the same evidence.
+The target is the chosen box's class score as log-odds, ``logit_c - logsumexp(other logits)``
+(the pre-softmax score of a one-class detector), computed from the box's own RoI features; its
+gradient ``G`` with respect to a feature map ``A`` (a backbone stage ``res2..res5`` or an FPN
+level ``p2..p6``) weighs the activations:
 
-With ``layer="auto"`` the FPN level the box was pooled from is used (the only FPN level its
-score has a gradient on). Works on CPU; one forward and one backward pass per box.
+- ``gradcam`` (Selvaraju et al., 2017): channel weights ``w_k = mean(G_k)``, map
+  ``relu(sum_k w_k A_k)``. The weights come from the box but are applied everywhere, so on a
+  detector the map lights up every place with similar low-level features (bone edges, on
+  radiographs) rather than the box's own evidence.
+- ``hirescam`` (element-wise Grad-CAM: HiResCAM, Draelos & Carin 2020; ODAM, Zhao et al. 2023
+  for detectors): ``relu(sum_k G_k * A_k)``, the positions whose activations raised this box's
+  score. Instance-specific; the default.
+
+``layer="pooled"`` uses the FPN level RoIAlign pooled the box from (the only FPN level its score
+has a gradient on: the map stays inside the proposal); a backbone stage such as ``res3`` also
+shows the context the FPN brought in. Works on CPU: one forward and one backward pass per box.
 """
 
 from __future__ import annotations
@@ -22,20 +30,24 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, Instances
 
+CAM_METHODS = ("hirescam", "gradcam")
+CAM_NAMES = {"hirescam": "HiResCAM (element-wise Grad-CAM)", "gradcam": "Grad-CAM"}
+
 
 @dataclass
 class Explanation:
     """Detections of one image with a Grad-CAM map for one of them and the objectness map.
 
     Boxes are xyxy in original pixels; ``cam`` and ``objectness`` are HxW float32 arrays at the
-    original size: ``cam`` normalised to 0..1, ``objectness`` the RPN's probability (0..1, the
-    maximum over anchors and FPN levels).
+    original size: ``cam`` (``method`` on ``layer``) normalised to 0..1, ``objectness`` the
+    RPN's probability (0..1, the maximum over anchors and FPN levels).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     box_index: int
     layer: str
+    method: str
     cam: np.ndarray
     objectness: np.ndarray
 
@@ -55,37 +67,42 @@ def _check_model(model):
         )
 
 
-def explain(predictor, gray: np.ndarray, box_index: int = 0, layer: str = "auto") -> Explanation:
+def explain(
+    predictor, gray: np.ndarray, box_index: int = 0, layer: str = "res3", method: str = "hirescam"
+) -> Explanation:
     """Detect on one image and explain one detection.
 
     Args:
         predictor: a :class:`fracture_d2.inference.predictor.BatchPredictor`.
         gray: 2-D uint8 radiograph.
         box_index: which detection to explain, by rank (0 = highest score).
-        layer: ``"auto"``, an FPN level (``"p3"``) or a backbone stage (``"res4"``).
+        layer: a backbone stage (``"res3"``), an FPN level (``"p3"``) or ``"pooled"``.
+        method: ``"hirescam"`` (element-wise) or ``"gradcam"`` (channel-averaged).
 
     Returns:
         An :class:`Explanation`; ``cam`` is all zeros when the image has no detection.
     """
+    if method not in CAM_METHODS:
+        raise ValueError(f"CAM method must be one of {CAM_METHODS}, got {method!r}")
     model = predictor.model
     _check_model(model)
     inputs = predictor.preprocess(gray)
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module, _args, output):
-        for name, t in output.items():
-            if t.requires_grad:
-                t.retain_grad()
-            captured[name] = t
+        captured.update(output)
 
     bottom_up = getattr(model.backbone, "bottom_up", None)
     handles = [m.register_forward_hook(keep) for m in (model.backbone, bottom_up) if m is not None]
+    grads: dict[str, torch.Tensor | None] = {}
     try:
         with torch.enable_grad():
             images = model.preprocess_image([inputs])
             features = model.backbone(images.tensor)
-            if layer != "auto" and layer not in captured:
-                raise ValueError(f"layer {layer!r} not among the model's {sorted(captured)}")
+            if layer != "pooled" and layer not in captured:
+                raise ValueError(
+                    f"CAM layer {layer!r} not among the model's {sorted(captured)} or 'pooled'"
+                )
             proposals, _ = model.proposal_generator(images, features, None)
             heads = model.roi_heads
             pooled = heads.box_pooler(
@@ -96,24 +113,31 @@ def explain(predictor, gray: np.ndarray, box_index: int = 0, layer: str = "auto"
             if box_index < len(instances):
                 row, cls = rows[box_index], instances.pred_classes[box_index]
                 others = torch.cat([logits[row, :cls], logits[row, cls + 1 :]])
-                (logits[row, cls] - torch.logsumexp(others, 0)).backward()
+                names = list(heads.box_in_features) if layer == "pooled" else [layer]
+                # Gradients for the feature maps only: no weight gradients are computed or kept.
+                values = torch.autograd.grad(
+                    logits[row, cls] - torch.logsumexp(others, 0),
+                    [captured[n] for n in names],
+                    allow_unused=True,
+                )
+                grads = dict(zip(names, values, strict=True))
     finally:
         for h in handles:
             h.remove()
 
     padded, size = tuple(images.tensor.shape[-2:]), images.image_sizes[0]
     out_hw = gray.shape[:2]
-    if layer == "auto":  # the level the RoI was pooled from: the only one with a gradient
-        grads = {
-            f: float(captured[f].grad.abs().sum()) if captured[f].grad is not None else 0.0
-            for f in heads.box_in_features
-        }
-        layer = max(grads, key=grads.get)
+    if layer == "pooled":  # the level the RoI was pooled from: the only one with a gradient
+        norms = {n: float(g.abs().sum()) if g is not None else 0.0 for n, g in grads.items()}
+        layer = max(norms, key=norms.get) if norms else heads.box_in_features[0]
     cam = np.zeros(out_hw, np.float32)
-    target = captured[layer]
-    if box_index < len(instances) and target.grad is not None:
-        weights = target.grad[0].mean(dim=(1, 2))
-        raw = torch.relu((weights[:, None, None] * target[0]).sum(0)).detach()
+    grad = grads.get(layer)
+    if grad is not None:
+        act = captured[layer][0].detach()
+        grad = grad[0]
+        if method == "gradcam":
+            grad = grad.mean(dim=(1, 2), keepdim=True)
+        raw = torch.relu((grad * act).sum(0))
         cam = _to_image(raw[None, None], padded, size, out_hw)
         cam = cam / cam.max() if cam.max() > 0 else cam
 
@@ -134,6 +158,7 @@ def explain(predictor, gray: np.ndarray, box_index: int = 0, layer: str = "auto"
         scores=det.scores.numpy().astype(np.float64),
         box_index=box_index,
         layer=layer,
+        method=method,
         cam=cam.astype(np.float32),
         objectness=objectness.astype(np.float32),
     )

@@ -144,7 +144,9 @@ def evaluation_tables(m: dict) -> list[Table]:
         for key in ("at_threshold", "youden"):
             for k, v in (img.get(key) or {}).items():
                 rows.append([f"{key}: {k}", v])
-        tables.append(Table(f"Image level (score: {img.get('method', 'max')})", ["", ""], rows))
+        tables.append(
+            Table(f"Image level (score: {img.get('method', 'max')})", ["metric", "value"], rows)
+        )
     study = m.get("study_level") or {}
     if study:
         ci = study.get("ci95") or {}
@@ -154,7 +156,9 @@ def evaluation_tables(m: dict) -> list[Table]:
         ]
         tables.append(
             Table(
-                f"Study level (score: {study.get('method', 'max')})", ["", "value", "95% CI"], rows
+                f"Study level (score: {study.get('method', 'max')})",
+                ["metric", "value", "95% CI"],
+                rows,
             )
         )
         parts = study.get("per_body_part") or {}

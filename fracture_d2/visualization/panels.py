@@ -1,5 +1,5 @@
 """Pictures of images: a panel per image (ground truth | predictions), grid sheets of many
-images, and heatmap panels (detection | Grad-CAM | RPN objectness). PNG, matplotlib Agg."""
+images, and heatmap panels (detection | gradient CAM | RPN objectness). PNG, matplotlib Agg."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 
 from fracture_d2.utils_io import atomic_open
 
+from .gradcam import CAM_NAMES
 from .overlay import COLORS, LEGEND, DrawBox, blend_heatmap, display_scale, draw_boxes
 from .selection import ImageResult
 
@@ -131,7 +132,7 @@ def render_grid(items: list[tuple[ImageResult, np.ndarray]], path, title: str, c
 
 
 def render_heatmap(r: ImageResult, gray: np.ndarray, expl, path, status: str = "pred"):
-    """Detection | Grad-CAM for the explained box | RPN objectness, with colour bars."""
+    """Detection | CAM of the explained box | RPN objectness, with colour bars."""
     scale = display_scale(gray.shape, 420)
     gts = gt_boxes(r, dashed=True) if r.has_gt else []
     target = [] if expl.box_index >= len(expl.boxes) else [expl.boxes[expl.box_index]]
@@ -143,7 +144,7 @@ def render_heatmap(r: ImageResult, gray: np.ndarray, expl, path, status: str = "
     views = [
         ("detections (explained box solid)", draw_boxes(gray, gts + others + box, scale), None),
         (
-            f"Grad-CAM on {expl.layer}",
+            f"{CAM_NAMES[expl.method]} on {expl.layer}",
             draw_boxes(blend_heatmap(gray, expl.cam), box, scale),
             "relative",
         ),
@@ -154,17 +155,17 @@ def render_heatmap(r: ImageResult, gray: np.ndarray, expl, path, status: str = "
         ),
     ]
     h, w = views[0][1].shape[:2]
-    fig = Figure(figsize=(3 * w / 100 + 1.2, h / 100 + 0.9))
-    for k, (title, img, bar_label) in enumerate(views):
-        ax = fig.add_axes([k / 3 + 0.005, 0.03, 1 / 3 - 0.05, 0.82])
+    fig = Figure(figsize=(3 * w / 100 + 1.8, h / 100 + 0.8), layout="constrained")
+    for ax, (title, img, bar_label) in zip(fig.subplots(1, 3), views, strict=True):
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         if bar_label is not None:
-            cax = fig.add_axes([(k + 1) / 3 - 0.04, 0.1, 0.01, 0.68])
-            bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=cax)
+            bar = fig.colorbar(
+                ScalarMappable(Normalize(0, 1), cmap="jet"), ax=ax, fraction=0.04, pad=0.02
+            )
             bar.set_label(bar_label, fontsize=7)
-            cax.tick_params(labelsize=6)
+            bar.ax.tick_params(labelsize=6)
     what = {"tp": "true positive", "fp": "false positive"}.get(status, "detection")
     fig.suptitle(
         f"image {r.image_id} · {r.body_part or _short(r.file_name)} · explained: {what} "

@@ -42,7 +42,8 @@ class VisualizeOptions:
     grid_max: int = 48
     seed: int = 0
     heatmaps: int = 6
-    cam_layer: str = "auto"
+    cam_layer: str = "res3"
+    cam_method: str = "hirescam"
     info: list[tuple[str, str]] = field(default_factory=list)  # extra facts for the index
 
 
@@ -115,15 +116,16 @@ class _Images:
 
 
 def _heatmap_section(sections, images, predictor, o, out: Path) -> Section:
-    from .gradcam import explain
+    from .gradcam import CAM_NAMES, explain
 
     # Alternate between selections so both hits and false alarms get explained.
     order = list(dict.fromkeys(r for r in chain(*zip_longest(*sections.values())) if r))
     section = Section(
-        "Heatmaps: Grad-CAM and RPN objectness",
+        "Heatmaps: gradient CAM and RPN objectness",
         note=(
             "Left: the model's detections (the explained one solid, ground truth dashed). Middle: "
-            f"Grad-CAM of the explained box's score (layer {o.cam_layer}). Right: RPN objectness."
+            f"{CAM_NAMES[o.cam_method]} of the explained box's score on {o.cam_layer}. Right: RPN "
+            "objectness."
         ),
     )
     with tqdm(total=o.heatmaps, desc="heatmaps", unit="img") as bar:
@@ -133,7 +135,7 @@ def _heatmap_section(sections, images, predictor, o, out: Path) -> Section:
             gray = images.get(r)
             if gray is None:
                 continue
-            expl = explain(predictor, gray, 0, o.cam_layer)
+            expl = explain(predictor, gray, 0, o.cam_layer, o.cam_method)
             if not len(expl.boxes):
                 continue
             status = "pred"
@@ -162,8 +164,8 @@ def _threshold_tables(results, o: VisualizeOptions) -> list[Table]:
     ]
     rows = [[g] + [sel.summarize(rs)[k] for k in keys] for g, rs in groups.items()]
     head = [
-        "images",
-        "judged",
+        "body part",
+        "judged images",
         "lesions",
         "TP",
         "FP",
