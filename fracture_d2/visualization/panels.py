@@ -113,7 +113,7 @@ def render_grid(items: list[tuple[ImageResult, np.ndarray]], path, title: str, c
     """A sheet of thumbnails with coloured boxes, each titled with id and counts."""
     cols = max(1, min(cols, len(items)))
     rows = max(1, math.ceil(len(items) / cols))
-    fig = Figure(figsize=(cols * 2.4, rows * 2.7 + 0.8))
+    fig = Figure(figsize=(cols * 2.4, rows * 2.7 + 1.0))
     kinds = set()
     for k, (r, gray) in enumerate(items):
         boxes = gt_boxes(r, dashed=True) + [DrawBox(b.box, b.kind) for b in pred_boxes(r)]
@@ -125,8 +125,10 @@ def render_grid(items: list[tuple[ImageResult, np.ndarray]], path, title: str, c
         counts = f"TP{r.n_tp} FP{r.n_fp} M{r.n_missed}" if r.judged else "not judged"
         ax.set_title(f"{r.image_id} · {r.image_score:.2f} · {counts}", fontsize=7)
     fig.suptitle(title, fontsize=11)
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.5 / (rows * 2.7 + 0.8), bottom=0.06)
-    fig.subplots_adjust(hspace=0.25, wspace=0.05)
+    height = rows * 2.7 + 1.0  # inches: room for the title above and the legend below
+    fig.subplots_adjust(
+        left=0.01, right=0.99, top=1 - 0.75 / height, bottom=0.45 / height, hspace=0.25, wspace=0.05
+    )
     _legend(fig, kinds)
     return save_figure(fig, path)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from fracture_d2.data.errors import DataError
@@ -240,14 +241,17 @@ def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
             sections_out.append(s)
         grids = Section("Grid sheets", wide=True)
         all_sorted = sorted(results, key=lambda r: r.image_id)
-        sheets = {"all": all_sorted[: o.grid_max], **{k: v for k, v in sections.items() if v}}
+        # Evenly spaced by id: ids follow the split's folder order, so every part shows up.
+        spread = np.unique(np.linspace(0, len(all_sorted) - 1, min(o.grid_max, len(all_sorted))))
+        sheets = {"all": [all_sorted[int(i)] for i in spread.round()]}
+        sheets.update({k: v for k, v in sections.items() if v})
         for name, rs in tqdm(sheets.items(), desc="grids", unit="sheet"):
             items = [(r, images.get(r)) for r in rs if images.get(r) is not None]
             if not items:
                 continue
             title = sel.SELECTION_TITLES.get(name, name)
             if name == "all" and len(results) > len(rs):
-                title += f" (first {len(rs)} of {len(results)} by id; --grid-max)"
+                title += f" ({len(rs)} of {len(results)}, evenly spaced by id; --grid-max)"
             path = render_grid(items, out / "grids" / f"grid_{name}.png", title)
             grids.pictures.append(Picture(str(path.relative_to(out)), title))
         sections_out.append(grids)
