@@ -144,6 +144,7 @@ def plot_evaluation(metrics: dict, out_dir) -> list[tuple[str, Path]]:
         ax.set_xscale("log", base=2)
         ticks = froc.get("fp_per_image") or [0.125, 0.25, 0.5, 1, 2, 4, 8]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlim(min(ticks) / 4, max(ticks) * 1.5)
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("false positives per image (log scale)")
         ax.set_ylabel("sensitivity (lesions hit)")
@@ -184,24 +185,33 @@ def _num(v) -> float:
 
 def _plot_body_parts(metrics: dict, out_dir: Path) -> list[tuple[str, Path]]:
     ap = metrics.get("coco", {}).get("per_body_part") or {}
+    froc = (metrics.get("froc") or {}).get("per_body_part") or {}
     study = (metrics.get("study_level") or {}).get("per_body_part") or {}
-    parts = sorted(set(ap) | set(study))
+    series = [
+        ("box AP50 / 100", {p: _num(v.get("AP50")) / 100 for p, v in ap.items()}),
+        ("FROC score", {p: _num(v.get("score")) for p, v in froc.items()}),
+        ("study AUROC", {p: _num(v.get("auroc")) for p, v in study.items()}),
+    ]
+    series = [(label, vals) for label, vals in series if vals]
+    parts = sorted({p for _, vals in series for p in vals})
     if not parts:
         return []
-    fig = Figure(figsize=(max(6, 1.1 * len(parts) + 2), 4.5))
+    fig = Figure(figsize=(max(6, 1.3 * len(parts) + 2), 4.5))
     ax = fig.subplots()
-    width = 0.4
-    series = [
-        ("box AP50 / 100", [_num(ap.get(p, {}).get("AP50")) / 100 for p in parts]),
-        ("study AUROC", [_num(study.get(p, {}).get("auroc")) for p in parts]),
-    ]
+    width = 0.8 / len(series)
     for k, (label, vals) in enumerate(series):
-        xs = [i + (k - 0.5) * width for i in range(len(parts))]
-        ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=label)
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(parts))]
+        ax.bar(
+            xs,
+            [vals.get(p, 0.0) if not math.isnan(vals.get(p, 0.0)) else 0 for p in parts],
+            width,
+            label=label,
+        )
     ax.set_xticks(range(len(parts)), [p.replace("XR_", "") for p in parts], fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.18)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(series), loc="upper center")
     ax.set_title(f"per body part · {metrics.get('dataset', '')}", fontsize=10)
     fig.tight_layout()
     return [("Per body part", save_figure(fig, out_dir / "per_body_part.png"))]

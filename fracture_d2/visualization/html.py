@@ -7,6 +7,7 @@ anywhere and opened offline.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -61,6 +62,8 @@ def fmt(v) -> str:
     """Table cell text: floats with 3 decimals (or 1 when >= 10, like AP), lists as ranges."""
     if isinstance(v, bool) or v is None:
         return "" if v is None else str(v)
+    if isinstance(v, float) and math.isnan(v):
+        return "n/a"
     if isinstance(v, float):
         return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
     if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
@@ -161,13 +164,25 @@ def evaluation_tables(m: dict) -> list[Table]:
                 rows,
             )
         )
-        parts = study.get("per_body_part") or {}
-        if parts:
-            rows = [
-                [p, v.get("kappa"), v.get("auroc"), v.get("n_studies")]
-                for p, v in sorted(parts.items())
-            ]
-            tables.append(
-                Table("Study level per body part", ["body part", "kappa", "AUROC", "studies"], rows)
-            )
+    per_part = _per_body_part(m)
+    if per_part:
+        tables.append(per_part)
     return tables
+
+
+def _per_body_part(m: dict) -> Table | None:
+    """One row per body part: box AP50, FROC score, image AUROC, study kappa/AUROC, studies."""
+    sources = {
+        "AP50": ((m.get("coco") or {}).get("per_body_part"), "AP50"),
+        "FROC score": ((m.get("froc") or {}).get("per_body_part"), "score"),
+        "image AUROC": ((m.get("image_level") or {}).get("per_body_part"), "auroc"),
+        "study kappa": ((m.get("study_level") or {}).get("per_body_part"), "kappa"),
+        "study AUROC": ((m.get("study_level") or {}).get("per_body_part"), "auroc"),
+        "studies": ((m.get("study_level") or {}).get("per_body_part"), "n_studies"),
+    }
+    sources = {k: v for k, v in sources.items() if v[0]}
+    parts = sorted({p for table, _ in sources.values() for p in table})
+    if not parts:
+        return None
+    rows = [[p] + [(t.get(p) or {}).get(key) for t, key in sources.values()] for p in parts]
+    return Table("Per body part", ["body part", *sources], rows)

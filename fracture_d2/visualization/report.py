@@ -269,6 +269,7 @@ def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
         curves.pictures += [
             Picture(str(p.relative_to(out)), t) for t, p in plot_evaluation(metrics, out / "curves")
         ]
+        notes += [f"evaluation: {n}" for n in metrics.get("notes", []) if isinstance(n, str)]
         if (path.parent / "report.md").is_file():
             notes.append(f"evaluation report: {(path.parent / 'report.md').resolve()}")
     if o.train_metrics:
