@@ -4,7 +4,6 @@ index. ``tools/visualize.py`` parses the command line and calls :func:`visualize
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -15,14 +14,12 @@ from tqdm import tqdm
 from fracture_d2.data.errors import DataError
 from fracture_d2.evaluation import match_detections
 from fracture_d2.inference.loading import load_image
-from fracture_d2.utils_io import write_json_atomic
 
 from . import selection as sel
 from .curves import plot_evaluation, plot_training, read_training_metrics
 from .html import Picture, Section, Table, evaluation_tables, write_index
 from .panels import render_grid, render_heatmap, render_panel
-
-logger = logging.getLogger("fracture_d2")
+from .summary import threshold_table, training_table, write_selection
 
 
 @dataclass
@@ -149,59 +146,65 @@ def _heatmap_section(sections, images, predictor, o, out: Path) -> Section:
     return section
 
 
-def _threshold_tables(results, o: VisualizeOptions) -> list[Table]:
-    groups = {"all": results}
-    for part in sorted({r.body_part for r in results if r.body_part}):
-        groups[part] = [r for r in results if r.body_part == part]
-    keys = [
-        "judged_images",
-        "lesions",
-        "true_positives",
-        "false_positives",
-        "missed",
-        "sensitivity",
-        "fp_per_image",
-        "precision",
-    ]
-    rows = [[g] + [sel.summarize(rs)[k] for k in keys] for g, rs in groups.items()]
-    head = [
-        "body part",
-        "judged images",
-        "lesions",
-        "TP",
-        "FP",
-        "missed",
-        "sensitivity",
-        "FP/image",
-        "precision",
-    ]
-    return [Table(f"At score ≥ {o.threshold:g}, IoU ≥ {o.iou:g}", head, rows)]
+def _image_pictures(results, o: VisualizeOptions, images, out: Path, predictor):
+    """Panels, grid sheets and heatmaps; returns the index sections and the threshold table."""
+    sections = choose_sections(results, o, o.predictions is not None)
+    panels = {}
+    for r in tqdm(list(dict.fromkeys(chain(*sections.values()))), desc="panels", unit="img"):
+        gray = images.get(r)
+        if gray is not None:
+            path = out / "panels" / f"img_{r.image_id}.png"
+            render_panel(r, gray, path, o.layout, o.threshold)
+            panels[r.image_id] = str(path.relative_to(out))
+    shown = []
+    for name, rs in sections.items():
+        pics = [
+            Picture(panels[r.image_id], f"image {r.image_id} · {r.body_part}")
+            for r in rs
+            if r.image_id in panels  # unreadable images are listed in the notes
+        ]
+        note = "" if rs else "no image fits this selection"
+        shown.append(Section(sel.SELECTION_TITLES[name], pics, note))
+    grids = Section("Grid sheets", wide=True)
+    by_id = sorted(results, key=lambda r: r.image_id)
+    # Evenly spaced by id: ids follow the split's folder order, so every body part shows up.
+    spread = np.unique(np.linspace(0, len(by_id) - 1, min(o.grid_max, len(by_id))).round())
+    sheets = {"all": [by_id[int(i)] for i in spread], **{k: v for k, v in sections.items() if v}}
+    for name, rs in tqdm(sheets.items(), desc="grids", unit="sheet"):
+        items = [(r, images.get(r)) for r in rs if images.get(r) is not None]
+        title = sel.SELECTION_TITLES.get(name, name)
+        if name == "all" and len(results) > len(rs):
+            title += f" ({len(rs)} of {len(results)}, evenly spaced by id; --grid-max)"
+        if items:
+            path = render_grid(items, out / "grids" / f"grid_{name}.png", title)
+            grids.pictures.append(Picture(str(path.relative_to(out)), title))
+    shown.append(grids)
+    write_selection(out / "selection.json", sections, panels, results, o.threshold, o.iou)
+    if predictor is not None and o.heatmaps > 0:
+        shown.append(_heatmap_section(sections, images, predictor, o, out))
+    judged = o.predictions is not None and o.dataset
+    return shown, [threshold_table(results, o.threshold, o.iou)] if judged else []
 
 
-def _write_selection(path, sections, panels, results, o: VisualizeOptions) -> None:
-    """The chosen images per section with their counts, for scripts (and tests)."""
-    doc = {
-        "threshold": o.threshold,
-        "iou": o.iou,
-        "summary": sel.summarize(results),
-        "sections": {
-            name: [
-                {
-                    "image_id": r.image_id,
-                    "body_part": r.body_part,
-                    "image_score": r.image_score,
-                    "tp": r.n_tp,
-                    "fp": r.n_fp,
-                    "missed": r.n_missed,
-                    "max_fp_score": r.max_fp_score,
-                    "panel": panels.get(r.image_id),
-                }
-                for r in rs
-            ]
-            for name, rs in sections.items()
-        },
-    }
-    write_json_atomic(path, doc, indent=1)
+def _curves(o: VisualizeOptions, out: Path, notes: list) -> tuple[Section, list[Table]]:
+    """Evaluation and training curves with their tables."""
+    curves, tables = Section("Curves"), []
+    if o.eval_metrics:
+        path = Path(o.eval_metrics)
+        path = path / "metrics.json" if path.is_dir() else path
+        metrics = json.loads(path.read_text())
+        tables += evaluation_tables(metrics)
+        made = plot_evaluation(metrics, out / "curves")
+        curves.pictures += [Picture(str(p.relative_to(out)), t) for t, p in made]
+        notes += [f"evaluation: {n}" for n in metrics.get("notes", []) if isinstance(n, str)]
+        if (path.parent / "report.md").is_file():
+            notes.append(f"evaluation report: {(path.parent / 'report.md').resolve()}")
+    if o.train_metrics:
+        records = read_training_metrics(o.train_metrics)
+        made = plot_training(records, out / "curves")
+        curves.pictures += [Picture(str(p.relative_to(out)), t) for t, p in made]
+        tables += [t for t in [training_table(records)] if t is not None]
+    return curves, tables
 
 
 def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
@@ -215,80 +218,10 @@ def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results, notes = load_results(o)
-    images, tables = _Images(notes), []
-    sections_out = []
+    sections, tables = [], []
     if results:
-        has_pred = o.predictions is not None
-        sections = choose_sections(results, o, has_pred)
-        todo = list(dict.fromkeys(chain(*sections.values())))
-        done = {}
-        for r in tqdm(todo, desc="panels", unit="img"):
-            gray = images.get(r)
-            if gray is not None:
-                path = render_panel(
-                    r, gray, out / "panels" / f"img_{r.image_id}.png", o.layout, o.threshold
-                )
-                done[r.image_id] = str(path.relative_to(out))
-        for name, rs in sections.items():
-            s = Section(sel.SELECTION_TITLES[name])
-            s.pictures = [
-                Picture(done[r.image_id], f"image {r.image_id} · {r.body_part}")
-                for r in rs
-                if r.image_id in done
-            ]
-            if not rs:
-                s.note = "no image fits this selection"
-            sections_out.append(s)
-        grids = Section("Grid sheets", wide=True)
-        all_sorted = sorted(results, key=lambda r: r.image_id)
-        # Evenly spaced by id: ids follow the split's folder order, so every part shows up.
-        spread = np.unique(np.linspace(0, len(all_sorted) - 1, min(o.grid_max, len(all_sorted))))
-        sheets = {"all": [all_sorted[int(i)] for i in spread.round()]}
-        sheets.update({k: v for k, v in sections.items() if v})
-        for name, rs in tqdm(sheets.items(), desc="grids", unit="sheet"):
-            items = [(r, images.get(r)) for r in rs if images.get(r) is not None]
-            if not items:
-                continue
-            title = sel.SELECTION_TITLES.get(name, name)
-            if name == "all" and len(results) > len(rs):
-                title += f" ({len(rs)} of {len(results)}, evenly spaced by id; --grid-max)"
-            path = render_grid(items, out / "grids" / f"grid_{name}.png", title)
-            grids.pictures.append(Picture(str(path.relative_to(out)), title))
-        sections_out.append(grids)
-        if has_pred and o.dataset:
-            tables += _threshold_tables(results, o)
-        _write_selection(out / "selection.json", sections, done, results, o)
-        if predictor is not None and o.heatmaps > 0:
-            sections_out.append(_heatmap_section(sections, images, predictor, o, out))
-    curves = Section("Curves")
-    if o.eval_metrics:
-        path = Path(o.eval_metrics)
-        path = path / "metrics.json" if path.is_dir() else path
-        metrics = json.loads(path.read_text())
-        tables = evaluation_tables(metrics) + tables
-        curves.pictures += [
-            Picture(str(p.relative_to(out)), t) for t, p in plot_evaluation(metrics, out / "curves")
-        ]
-        notes += [f"evaluation: {n}" for n in metrics.get("notes", []) if isinstance(n, str)]
-        if (path.parent / "report.md").is_file():
-            notes.append(f"evaluation report: {(path.parent / 'report.md').resolve()}")
-    if o.train_metrics:
-        records = read_training_metrics(o.train_metrics)
-        curves.pictures += [
-            Picture(str(p.relative_to(out)), t) for t, p in plot_training(records, out / "curves")
-        ]
-        last = next(
-            (r for r in reversed(records.values()) if any(k.endswith("bbox/AP") for k in r)), None
-        )
-        if last:
-            keys = sorted(k for k in last if "bbox/" in k)
-            tables.append(
-                Table(
-                    f"COCOEvaluator at iteration {last['iteration']} (training log)",
-                    ["metric", "value"],
-                    [[k, last[k]] for k in keys],
-                )
-            )
+        sections, tables = _image_pictures(results, o, _Images(notes), out, predictor)
+    curves, curve_tables = _curves(o, out, notes)
     if not o.eval_metrics and results:
         notes.append("PR, FROC and ROC curves come from tools/evaluate.py: pass --eval-dir DIR")
     info = [
@@ -296,6 +229,7 @@ def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
         ("predictions", o.predictions or "-"),
         ("score threshold", f"{o.threshold:g}"),
         ("IoU threshold", f"{o.iou:g}"),
-    ] + o.info
-    sections_out.insert(0, curves)
-    return write_index(out, "fracture_d2 visualizations", info, tables, sections_out, notes)
+        *o.info,
+    ]
+    title = "fracture_d2 visualizations"
+    return write_index(out, title, info, curve_tables + tables, [curves, *sections], notes)
