@@ -59,7 +59,11 @@ def parse_args(argv=None):
         nargs=argparse.REMAINDER,
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS m.pth MODEL.DEVICE cuda",
     )
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    late = [x for x in a.opts if x.startswith("--")]
+    if late:
+        p.error(f"{' '.join(late)}: options go before the KEY VALUE config overrides")
+    return a
 
 
 def main(argv=None) -> int:

@@ -80,6 +80,9 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if not (a.dataset or a.predictions or a.metrics or a.eval_dir):
         p.error("give at least one of --dataset, --predictions, --metrics, --eval-dir")
+    late = [x for x in a.opts if x.startswith("--")]
+    if late:
+        p.error(f"{' '.join(late)}: options go before the KEY VALUE config overrides")
     if a.opts and not a.config_file:
         p.error(f"config overrides {a.opts} need --config-file")
     return a

@@ -93,14 +93,14 @@ def render_panel(r: ImageResult, gray: np.ndarray, path, layout: str = "side", t
         images = [left, right]
         titles = ["ground truth" if r.has_gt else "image", titles[0]]
     h, w = right.shape[:2]
-    fig = Figure(figsize=(len(images) * w / 100 + 0.2, h / 100 + 1.0))
+    fig = Figure(figsize=(max(len(images) * w / 100 + 0.2, 6.0), h / 100 + 1.2))
     for k, (img, title) in enumerate(zip(images, titles, strict=True)):
-        ax = fig.add_axes([k / len(images), 0.08, 1 / len(images), 0.80])
+        ax = fig.add_axes([k / len(images), 0.08, 1 / len(images), 0.76])
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     where = f" · {r.body_part}" if r.body_part else ""
-    fig.suptitle(f"image {r.image_id}{where} · {_short(r.file_name)}\n{describe(r)}", fontsize=10)
+    fig.suptitle(f"image {r.image_id}{where}\n{_short(r.file_name)}\n{describe(r)}", fontsize=10)
     _legend(fig, {b.kind for b in gt_boxes(r) + preds})
     return save_figure(fig, path)
 

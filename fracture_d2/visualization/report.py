@@ -90,7 +90,8 @@ def choose_sections(results, o: VisualizeOptions, has_predictions: bool) -> dict
         by_id = {r.image_id: r for r in results}
         missing = [i for i in o.ids if i not in by_id]
         if missing:
-            raise ValueError(f"image id(s) {missing} not found (after body-part filtering)")
+            where = f"body part(s) {o.body_parts} of " if o.body_parts else ""
+            raise ValueError(f"image id(s) {missing} not in {where}{o.dataset or o.predictions}")
         return {"chosen": [by_id[i] for i in o.ids]}
     needs_pred = {"worst-fp", "missed", "tp"}
     wanted = [s for s in o.selections if has_predictions or s not in needs_pred] or ["sample"]
