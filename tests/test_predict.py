@@ -11,6 +11,7 @@ from dicom_utils import write_dicom
 from fracture_d2.data.image_io import to_uint8
 from fracture_d2.data.mapper import RadiographMapper
 from fracture_d2.inference import BatchPredictor, load_cfg, load_image
+from fracture_d2.inference.cli import parse_with_opts
 from fracture_d2.inference.run import overlay_names
 
 from conftest import run_script
@@ -67,8 +68,6 @@ def test_predict_folder_with_dicom_and_skips(inputs, weights, tmp_path):
         "tools/predict.py",
         "--config-file",
         SMOKE,
-        "--input",
-        inputs,
         "--output",
         tmp_path,
         "--threshold",
@@ -77,6 +76,8 @@ def test_predict_folder_with_dicom_and_skips(inputs, weights, tmp_path):
         "2",
         "--num-workers",
         "0",
+        "--input",  # several values, then the overrides: split at the first config key
+        inputs,
         "MODEL.WEIGHTS",
         weights,
         check=False,
@@ -142,6 +143,18 @@ def test_predict_refuses_a_model_without_weights(inputs, tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "MODEL.WEIGHTS is empty" in proc.stderr
+
+
+def test_config_overrides_split_from_multi_value_options():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", nargs="+")
+    p.add_argument("opts", nargs=argparse.REMAINDER)
+    a = parse_with_opts(p, ["--input", "IM0001", "b.dcm", "SEED", "1", "MODEL.WEIGHTS", "m.pth"])
+    assert a.input == ["IM0001", "b.dcm"] and a.opts == ["SEED", "1", "MODEL.WEIGHTS", "m.pth"]
+    with pytest.raises(SystemExit):
+        parse_with_opts(p, ["--input", "a.png", "MODEL.WEIGHTS", "m.pth", "--threshold", "1"])
 
 
 def test_overlay_names_are_unique_and_mirror_folders(tmp_path):

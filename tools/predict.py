@@ -19,6 +19,8 @@ import logging
 import sys
 import time
 
+from fracture_d2.inference.cli import parse_with_opts
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -59,10 +61,7 @@ def parse_args(argv=None):
         nargs=argparse.REMAINDER,
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS m.pth MODEL.DEVICE cuda",
     )
-    a = p.parse_args(argv)
-    late = [x for x in a.opts if x.startswith("--")]
-    if late:
-        p.error(f"{' '.join(late)}: options go before the KEY VALUE config overrides")
+    a = parse_with_opts(p, argv)
     return a
 
 
