@@ -4,6 +4,7 @@ index. ``tools/visualize.py`` parses the command line and calls :func:`visualize
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -20,6 +21,8 @@ from .curves import plot_evaluation, plot_training, read_training_metrics
 from .html import Picture, Section, Table, evaluation_tables, write_index
 from .panels import render_grid, render_heatmap, render_panel
 from .summary import threshold_table, training_table, write_selection
+
+logger = logging.getLogger("fracture_d2")
 
 
 @dataclass
@@ -111,6 +114,7 @@ class _Images:
             except DataError as e:
                 self.cache[r.image_id] = None
                 self.notes.append(f"skipped image {r.image_id}: {e}")
+                logger.warning(f"skipped image {r.image_id}: {e}")
         return self.cache[r.image_id]
 
 
@@ -223,7 +227,7 @@ def visualize(out_dir, o: VisualizeOptions, predictor=None) -> Path:
     if results:
         sections, tables = _image_pictures(results, o, _Images(notes), out, predictor)
     curves, curve_tables = _curves(o, out, notes)
-    if not o.eval_metrics and results:
+    if o.predictions and o.dataset and not o.eval_metrics:
         notes.append("PR, FROC and ROC curves come from tools/evaluate.py: pass --eval-dir DIR")
     info = [
         ("dataset", o.dataset or "-"),
