@@ -14,6 +14,7 @@ from fracture_d2.inference import BatchPredictor, load_cfg
 from fracture_d2.visualization.curves import read_training_metrics
 from fracture_d2.visualization.gradcam import explain
 from fracture_d2.visualization.overlay import COLORS, DrawBox, draw_boxes
+from fracture_d2.visualization.panels import gt_boxes, pred_boxes
 from fracture_d2.visualization.selection import ImageResult, select
 
 from conftest import run_script
@@ -48,16 +49,22 @@ def test_status_and_selection_known_answer():
     miss = _result([[10, 10, 50, 50], [60, 60, 90, 90]], [[61, 59, 90, 90]], [0.4], 2)
     low = _result([[10, 10, 50, 50]], [[10, 10, 50, 50]], [0.3], 3)  # below the threshold
     neg = _result([], [[0, 0, 20, 20]], [0.95], 4)
-    for r in (hit, miss, low, neg):
+    unboxed = _result([], [[0, 0, 20, 20]], [0.99], 5)
+    unboxed.annotated = False  # a positive image without boxes (``*_test_all``): not judged
+    for r in (hit, miss, low, neg, unboxed):
         r.match(threshold=0.35, iou=0.5)
+    assert (unboxed.n_fp, unboxed.judged, len(unboxed.shown)) == (0, False, 1)
     assert (hit.n_tp, hit.n_fp, hit.n_missed, hit.max_fp_score) == (1, 1, 0, 0.6)
     assert (miss.n_tp, miss.n_fp, miss.n_missed) == (1, 0, 1)
     assert (low.n_tp, low.n_fp, low.n_missed) == (0, 0, 1)
-    rs = [hit, miss, low, neg]
+    rs = [hit, miss, low, neg, unboxed]
     assert [r.image_id for r in select(rs, "worst-fp", 5)] == [4, 1]
     assert [r.image_id for r in select(rs, "missed", 5)] == [3, 2]  # lower image score first
     assert [r.image_id for r in select(rs, "tp", 5)] == [1, 2]
     assert len(select(rs, "sample", 3, seed=1)) == 3
+    assert [b.kind for b in pred_boxes(unboxed)] == ["pred"]
+    assert [b.kind for b in pred_boxes(hit)] == ["tp", "fp"]
+    assert [b.kind for b in gt_boxes(miss)] == ["missed", "found"]
 
 
 def test_boxes_are_drawn_where_they_are():
