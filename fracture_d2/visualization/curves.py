@@ -72,7 +72,18 @@ def plot_training(records: dict[int, dict], out_dir) -> list[tuple[str, Path]]:
         ax = fig.subplots()
         for k in ap_keys:
             x, y = _series(records, k)
-            ax.plot(x, y, "o-", label=k, ms=4)
+            line = ax.plot(x, y, "o-", label=k, ms=4)[0]
+            if x:  # the latest value, readable even when there was a single evaluation
+                ax.annotate(
+                    f"{y[-1]:.1f}",
+                    (x[-1], y[-1]),
+                    textcoords="offset points",
+                    xytext=(-6, 6),
+                    ha="right",
+                    fontsize=8,
+                    color=line.get_color(),
+                )
+        ax.set_xlim(0, max(records) * 1.03 + 1)  # the whole run, so a lone point has context
         ax.set_xlabel("iteration")
         ax.set_ylabel("COCO AP (%)")
         ax.set_ylim(0, 100)
