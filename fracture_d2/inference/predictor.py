@@ -19,6 +19,7 @@ from detectron2.structures import Instances
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.image_io import to_model_format
 from fracture_d2.data.mapper import RadiographMapper
+from fracture_d2.engine.trainer import inference_autocast
 
 
 def load_cfg(config_file: str, opts=()):
@@ -68,11 +69,21 @@ class BatchPredictor:
 
     @torch.inference_mode()
     def __call__(self, grays: list[np.ndarray]) -> list[Instances]:
-        """Detections per image, boxes in original pixel coordinates, on the CPU."""
+        """Detections per image, boxes in original pixel coordinates, on the CPU (float32).
+
+        Runs under ``FRACTURE.FAST.INFERENCE_DTYPE`` autocast, as evaluation does.
+        """
         if not grays:
             return []
-        outputs = self.model([self.preprocess(g) for g in grays])
-        return [o["instances"].to("cpu") for o in outputs]
+        with inference_autocast(self.cfg):
+            outputs = self.model([self.preprocess(g) for g in grays])
+        results = []
+        for o in outputs:
+            inst = o["instances"].to("cpu")
+            inst.pred_boxes.tensor = inst.pred_boxes.tensor.float()
+            inst.scores = inst.scores.float()
+            results.append(inst)
+        return results
 
 
 def instances_to_results(instances: Instances, image_id: int) -> list[dict]:

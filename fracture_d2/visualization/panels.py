@@ -91,7 +91,8 @@ def render_panel(r: ImageResult, gray: np.ndarray, path, layout: str = "side", t
     if layout == "side":
         left = draw_boxes(gray, gt_boxes(r), scale)
         images = [left, right]
-        titles = ["ground truth" if r.has_gt else "image", titles[0]]
+        left_title = "ground truth" if r.judged else "image"
+        titles = [left_title + ("" if r.annotated else " (no box annotations)"), titles[0]]
     h, w = right.shape[:2]
     fig = Figure(figsize=(max(len(images) * w / 100 + 0.2, 6.0), h / 100 + 1.2))
     for k, (img, title) in enumerate(zip(images, titles, strict=True)):
