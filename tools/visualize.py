@@ -3,15 +3,16 @@
 
 - panels (ground truth | predictions, TP/FP/missed colours at --iou) and grid sheets for images
   chosen by --ids, --body-part and --select (worst-fp, missed, tp, sample, all);
-- heatmaps (Grad-CAM of a detection, RPN objectness) when --config-file and MODEL.WEIGHTS are
+- heatmaps (gradient CAM of a detection, RPN objectness) when --config-file and MODEL.WEIGHTS are
   given;
 - training curves from Detectron2's OUTPUT_DIR/metrics.json (--metrics), PR/FROC/ROC curves
   and metrics tables from tools/evaluate.py's output (--eval-dir).
 
 Examples:
-    python tools/visualize.py --dataset mura_synthetic_test \\
-        --predictions output/demo/inference/mura_synthetic_test/coco_instances_results.json \\
-        --metrics output/demo/metrics.json --output output/demo/visualizations \\
+    python tools/visualize.py --dataset mura_synthetic_test_all \\
+        --predictions output/demo/inference/mura_synthetic_test_all/coco_instances_results.json \\
+        --metrics output/demo/metrics.json --eval-dir output/demo/evaluation \\
+        --output output/demo/visualizations \\
         --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml \\
         MODEL.WEIGHTS output/demo/model_final.pth
     python tools/visualize.py --dataset mura_test --output out/gt_wrist --body-part XR_WRIST
