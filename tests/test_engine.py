@@ -17,7 +17,8 @@ from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.samplers import NegativeCapTrainingSampler
 from fracture_d2.engine.checkpoint import AtomicPathManager
 from fracture_d2.engine.hooks import EarlyStop, EarlyStopping
-from fracture_d2.engine.trainer import Trainer, amp_dtype
+from fracture_d2.engine.speed import amp_dtype
+from fracture_d2.engine.trainer import Trainer
 
 from conftest import REPO, run_script
 
@@ -224,7 +225,7 @@ def test_two_process_gloo_training(datasets_root, tmp_path):
 def test_speed_switches_keep_weights_and_outputs():
     from detectron2.modeling import build_model
 
-    from fracture_d2.engine.trainer import apply_speed_switches
+    from fracture_d2.engine.speed import apply_speed_switches
 
     cfg = get_fracture_cfg()
     cfg.merge_from_file(str(REPO / SMOKE))

@@ -3,7 +3,8 @@
 
 generate (datasets/generate_synthetic_mura.py) -> prepare (datasets/prepare_mura.py)
 -> train (tools/train_net.py, ending with COCO evaluation on the synthetic test split)
--> evaluate (tools/evaluate.py: FROC, image- and study-level metrics, report.md).
+-> evaluate (tools/evaluate.py: FROC, image- and study-level metrics, report.md)
+-> visualize (tools/visualize.py: panels, heatmaps, curves, index.html).
 
 Each step is the command a user would type; they are printed as they run. Trailing
 ``KEY VALUE`` pairs go to train_net.py (e.g. ``SOLVER.MAX_ITER 100`` for a quicker look).
@@ -102,6 +103,27 @@ def main(argv=None) -> int:
                 out / "evaluation",
             ],
         ),
+        (
+            "visualize",
+            "GT vs prediction panels, heatmaps, curves, index.html",
+            [
+                "tools/visualize.py",
+                "--dataset",
+                TEST_SET,
+                "--predictions",
+                preds,
+                "--metrics",
+                out / "metrics.json",
+                "--eval-dir",
+                out / "evaluation",
+                "--output",
+                out / "visualizations",
+                "--config-file",
+                CONFIG,
+                "MODEL.WEIGHTS",
+                out / "model_final.pth",
+            ],
+        ),
     ]
     times = {name: _run(f"{name}: {what}", [py, *cmd]) for name, what, cmd in steps}
     m = _final_metrics(REPO / out)
@@ -116,6 +138,7 @@ def main(argv=None) -> int:
     print(f"  metrics:     {out / 'metrics.json'} (TensorBoard: tensorboard --logdir {out})")
     print(f"  predictions: {preds}")
     print(f"  evaluation:  {out / 'evaluation' / 'report.md'}")
+    print(f"  pictures:    {out / 'visualizations' / 'index.html'}  <- open this")
     if m["bbox/AP50"] < AP50_GOAL:
         print(
             f"demo: AP50 {m['bbox/AP50']:.1f} is below the goal of {AP50_GOAL:.0f}", file=sys.stderr

@@ -19,7 +19,7 @@ from detectron2.structures import Instances
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.image_io import to_model_format
 from fracture_d2.data.mapper import RadiographMapper
-from fracture_d2.engine.trainer import inference_autocast
+from fracture_d2.engine.speed import apply_speed_switches, inference_autocast
 
 
 def load_cfg(config_file: str, opts=()):
@@ -54,7 +54,8 @@ class BatchPredictor:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.model = build_model(cfg)
+        # FRACTURE.FAST switches (channels-last, compiled backbone) as in training/evaluation
+        self.model = apply_speed_switches(build_model(cfg), cfg)
         self.model.eval()
         DetectionCheckpointer(self.model).load(check_weights(cfg))
         mapper = RadiographMapper(cfg, is_train=False)

@@ -1,0 +1,70 @@
+"""Speed and precision switches from the config: AMP dtype, inference autocast, TF32,
+determinism, channels-last and a compiled backbone. Used by training, evaluation, the
+predictor and the benchmark alike, so every path runs the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+
+def amp_dtype(cfg) -> torch.dtype:
+    """The autocast dtype named by ``SOLVER.AMP.PRECISION``."""
+    names = {
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if cfg.SOLVER.AMP.PRECISION not in names:
+        raise ValueError(
+            f"SOLVER.AMP.PRECISION must be one of {sorted(names)}, "
+            f"got {cfg.SOLVER.AMP.PRECISION!r}"
+        )
+    return names[cfg.SOLVER.AMP.PRECISION]
+
+
+def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
+    """Apply ``FRACTURE.FAST`` model switches in place (weights and state-dict keys unchanged).
+
+    ``CHANNELS_LAST`` converts the weights and, through a forward pre-hook, the backbone input
+    to NHWC; ``COMPILE_BACKBONE`` compiles the backbone module in place.
+    """
+    fast = cfg.FRACTURE.FAST
+    if fast.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+        model.backbone.register_forward_pre_hook(
+            lambda _m, args: (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+        )
+    if fast.COMPILE_BACKBONE:
+        model.backbone.compile()
+    return model
+
+
+def inference_autocast(cfg):
+    """Autocast context for inference per ``FRACTURE.FAST.INFERENCE_DTYPE`` (a no-op for
+    float32)."""
+    name = cfg.FRACTURE.FAST.INFERENCE_DTYPE
+    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(
+            f"FRACTURE.FAST.INFERENCE_DTYPE must be one of {sorted(dtypes)}, " f"got {name!r}"
+        )
+    device = "cuda" if cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    if dtypes[name] is None:
+        return contextlib.nullcontext()
+    if device == "cpu" and dtypes[name] == torch.float16:
+        raise ValueError("FRACTURE.FAST.INFERENCE_DTYPE float16 needs a GPU; use bfloat16")
+    return torch.autocast(device_type=device, dtype=dtypes[name])
+
+
+def apply_backend_flags(cfg) -> None:
+    """Process-wide switches from the config: TF32 and determinism."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(cfg.FRACTURE.TF32)
+    torch.backends.cudnn.allow_tf32 = bool(cfg.FRACTURE.TF32)
+    if cfg.FRACTURE.DETERMINISTIC:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
