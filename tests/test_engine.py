@@ -245,3 +245,24 @@ def test_speed_switches_keep_weights_and_outputs():
         # same math, different convolution kernels: equal up to float32 rounding
         scale = float(a[k].abs().max())
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_inference_dtype_switch():
+    from fracture_d2.engine.speed import inference_autocast, inference_dtype, native_bf16
+
+    cfg = get_fracture_cfg()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.FRACTURE.FAST.INFERENCE_DTYPE = "auto"
+    assert inference_dtype(cfg) == (torch.bfloat16 if native_bf16("cpu") else None)
+    cfg.FRACTURE.FAST.INFERENCE_DTYPE = "float32"
+    assert inference_dtype(cfg) is None
+    cfg.FRACTURE.FAST.INFERENCE_DTYPE = "bfloat16"
+    with inference_autocast(cfg):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    cfg.FRACTURE.FAST.INFERENCE_DTYPE = "float16"
+    with pytest.raises(ValueError, match="needs a GPU"):
+        inference_dtype(cfg)
+    cfg.FRACTURE.FAST.INFERENCE_DTYPE = "int8"
+    with pytest.raises(ValueError, match="INFERENCE_DTYPE"):
+        inference_dtype(cfg)

@@ -78,7 +78,9 @@ def test_boxes_are_drawn_where_they_are():
 
 
 def test_gradcam_and_objectness_maps(synthetic_raw, weights):
-    predictor = BatchPredictor(load_cfg(SMOKE, ["MODEL.WEIGHTS", str(weights)]))
+    # float32 inference, as the explainer runs, so both see the very same detections
+    opts = ["MODEL.WEIGHTS", str(weights), "FRACTURE.FAST.INFERENCE_DTYPE", "float32"]
+    predictor = BatchPredictor(load_cfg(SMOKE, opts))
     png = sorted((synthetic_raw / "MURA-v1.1" / "valid").rglob("*.png"))[0]
     gray = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
     expl = explain(predictor, gray)

@@ -87,8 +87,10 @@ def main(argv=None) -> int:
     if not a.skip_train:
         report["train"] = benchmark_training(cfg, a.train_iters, a.warmup, a.rounds)
     if not a.skip_infer:
-        files = sorted((root / "bench_synthetic").rglob("*.png"))[: a.infer_images]
-        grays = [read_radiograph(f) for f in files]
+        from detectron2.data import DatasetCatalog
+
+        dicts = DatasetCatalog.get("bench_synthetic_train")[: a.infer_images]
+        grays = [read_radiograph(d["file_name"]) for d in dicts]
         report["inference"] = benchmark_inference(cfg, grays, a.batch_size, a.rounds)
     if a.eval_dataset:
         report["accuracy"] = accuracy(cfg, a.eval_dataset, a.batch_size)

@@ -43,21 +43,45 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     return model
 
 
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 natively (CPU: AVX512-BF16/AMX via oneDNN; GPU:
+    Ampere or newer). Emulated bf16 would be slower than float32."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def inference_dtype(cfg) -> torch.dtype | None:
+    """The autocast dtype of ``FRACTURE.FAST.INFERENCE_DTYPE`` (None: plain float32).
+
+    ``auto`` is bfloat16 where the device runs it natively, else float32.
+    """
+    name = cfg.FRACTURE.FAST.INFERENCE_DTYPE
+    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    device = cfg.MODEL.DEVICE
+    if name == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    if name not in dtypes:
+        raise ValueError(
+            f"FRACTURE.FAST.INFERENCE_DTYPE must be auto or one of {sorted(dtypes)}, "
+            f"got {name!r}"
+        )
+    if not device.startswith("cuda") and dtypes[name] == torch.float16:
+        raise ValueError("FRACTURE.FAST.INFERENCE_DTYPE float16 needs a GPU; use bfloat16")
+    return dtypes[name]
+
+
 def inference_autocast(cfg):
     """Autocast context for inference per ``FRACTURE.FAST.INFERENCE_DTYPE`` (a no-op for
     float32)."""
-    name = cfg.FRACTURE.FAST.INFERENCE_DTYPE
-    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(
-            f"FRACTURE.FAST.INFERENCE_DTYPE must be one of {sorted(dtypes)}, " f"got {name!r}"
-        )
-    device = "cuda" if cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
-    if dtypes[name] is None:
+    dtype = inference_dtype(cfg)
+    if dtype is None:
         return contextlib.nullcontext()
-    if device == "cpu" and dtypes[name] == torch.float16:
-        raise ValueError("FRACTURE.FAST.INFERENCE_DTYPE float16 needs a GPU; use bfloat16")
-    return torch.autocast(device_type=device, dtype=dtypes[name])
+    device = "cuda" if cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    return torch.autocast(device_type=device, dtype=dtype)
 
 
 def apply_backend_flags(cfg) -> None:
