@@ -57,8 +57,9 @@ def main(argv=None) -> int:
 
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.data.register import register_all
-    from fracture_d2.engine.benchmark import accuracy, benchmark_inference, benchmark_training
+    from fracture_d2.engine.benchmark import benchmark_training
     from fracture_d2.engine.synthetic_bench import synthetic_benchmark_data
+    from fracture_d2.inference.benchmark import accuracy, benchmark_inference
 
     tmp = tempfile.TemporaryDirectory()
     cfg = get_fracture_cfg()

@@ -3,8 +3,8 @@
 Training: Detectron2's ``DefaultTrainer`` (stock ``DatasetMapper``, ``SimpleTrainer`` /
 ``AMPTrainer``) and the project's :class:`~fracture_d2.engine.Trainer` are built on the same
 config, data and device, warmed up, then timed in interleaved blocks of iterations, so drifts of
-the machine (thermal, other load) hit both alike. Inference: ``DefaultPredictor`` (batch 1)
-and a batched stock forward against the project's predictor.
+the machine (thermal, other load) hit both alike. Inference: see
+:mod:`fracture_d2.inference.benchmark`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ class Timing:
         return d
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def _peak_mem(device: str) -> float | None:
+def peak_gpu_mem(device: str) -> float | None:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**30
     return None
@@ -123,15 +123,15 @@ def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -
                 for name, tr in trainers.items():
                     if device.startswith("cuda"):
                         torch.cuda.reset_peak_memory_stats()
-                    _sync(device)
+                    sync_device(device)
                     t = time.perf_counter()
                     for i in range(iters):
                         storage.iter = tr._trainer.iter = warmup + r * iters + i
                         tr._trainer.run_step()
-                    _sync(device)
+                    sync_device(device)
                     timings[name].seconds.append(time.perf_counter() - t)
                     timings[name].items.append(iters * batch)
-                    mem = _peak_mem(device)
+                    mem = peak_gpu_mem(device)
                     if mem is not None:
                         timings[name].peak_gpu_mem_gib = max(
                             timings[name].peak_gpu_mem_gib or 0, mem
@@ -150,11 +150,11 @@ def time_calls(fn, inputs: list, warmup: int, device: str) -> tuple[float, int]:
     """Call ``fn(x)`` for each input after ``warmup`` untimed calls; (seconds, calls)."""
     for x in inputs[:warmup]:
         fn(x)
-    _sync(device)
+    sync_device(device)
     t = time.perf_counter()
     for x in inputs:
         fn(x)
-    _sync(device)
+    sync_device(device)
     return time.perf_counter() - t, len(inputs)
 
 
@@ -162,135 +162,9 @@ def median_latency(fn, inputs: list, device: str) -> float:
     """Median per-call latency in seconds (each call synchronised)."""
     out = []
     for x in inputs:
-        _sync(device)
+        sync_device(device)
         t = time.perf_counter()
         fn(x)
-        _sync(device)
+        sync_device(device)
         out.append(time.perf_counter() - t)
     return float(np.median(out))
-
-
-def _stock_inputs(cfg, bgr: np.ndarray) -> dict:
-    """Exactly DefaultPredictor's preprocessing of one BGR image."""
-    from detectron2.data import transforms as T
-
-    aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-    h, w = bgr.shape[:2]
-    image = aug.get_transform(bgr).apply_image(bgr)
-    return {
-        "image": torch.as_tensor(image.astype("float32").transpose(2, 0, 1)),
-        "height": h,
-        "width": w,
-    }
-
-
-class StockInference:
-    """Detectron2's ``DefaultPredictor`` (batch 1) and the same preprocessing batched."""
-
-    def __init__(self, cfg):
-        from detectron2.engine import DefaultPredictor
-
-        self.cfg = cfg
-        self.predictor = DefaultPredictor(cfg)
-
-    def one(self, gray: np.ndarray):
-        return self.predictor(np.repeat(gray[:, :, None], 3, axis=2))["instances"]
-
-    def batch(self, grays: list) -> list:
-        inputs = [_stock_inputs(self.cfg, np.repeat(g[:, :, None], 3, axis=2)) for g in grays]
-        with torch.no_grad():
-            return [o["instances"] for o in self.predictor.model(inputs)]
-
-
-class ProjectInference:
-    """The project's batched predictor (speed switches, inference dtype, test-time sizes)."""
-
-    def __init__(self, cfg):
-        from fracture_d2.inference.predictor import BatchPredictor
-
-        self.predictor = BatchPredictor(cfg)
-
-    def one(self, gray: np.ndarray):
-        return self.predictor([gray])[0]
-
-    def batch(self, grays: list) -> list:
-        return self.predictor(grays)
-
-
-def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) -> dict:
-    """Batch-1 latency and batch-N throughput, stock vs project, interleaved per round."""
-    device = cfg.MODEL.DEVICE
-    paths = {"stock": StockInference(stock_config(cfg)), "project": ProjectInference(cfg)}
-    for p in paths.values():  # warm-up (allocator, oneDNN/cuDNN kernel choice)
-        p.one(grays[0])
-        p.batch(grays[:batch_size])
-    lat = {n: [] for n in paths}
-    thr = {n: Timing(n) for n in paths}
-    batches = [grays[i : i + batch_size] for i in range(0, len(grays), batch_size)]
-    for r in range(rounds):
-        for name, p in paths.items():
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-            lat[name].append(median_latency(p.one, grays, device))
-            seconds, _ = time_calls(p.batch, batches, 0, device)
-            thr[name].seconds.append(seconds)
-            thr[name].items.append(len(grays))
-            mem = _peak_mem(device)
-            if mem is not None:
-                thr[name].peak_gpu_mem_gib = max(thr[name].peak_gpu_mem_gib or 0, mem)
-            logger.info(
-                f"infer round {r} {name}: batch-1 {lat[name][-1] * 1000:.1f} ms, "
-                f"batch-{batch_size} {len(grays) / seconds:.2f} img/s"
-            )
-    out = {}
-    for name in paths:
-        out[name] = {
-            "batch1_latency_ms": 1000 * float(np.median(lat[name])),
-            f"batch{batch_size}_images_per_second": thr[name].per_second,
-            "peak_gpu_mem_gib": thr[name].peak_gpu_mem_gib,
-        }
-    out["latency_ratio"] = out["project"]["batch1_latency_ms"] / out["stock"]["batch1_latency_ms"]
-    out["throughput_ratio"] = (
-        out["project"][f"batch{batch_size}_images_per_second"]
-        / out["stock"][f"batch{batch_size}_images_per_second"]
-    )
-    return out
-
-
-def accuracy(cfg, dataset: str, batch_size: int = 8) -> dict:
-    """bbox AP/AP50 of stock and project inference of the same weights on ``dataset``."""
-    import json
-
-    from detectron2.data import DatasetCatalog
-
-    from fracture_d2.data.image_io import read_radiograph
-    from fracture_d2.evaluation.runs import evaluate_files
-    from fracture_d2.evaluation.suite import EvalOptions
-    from fracture_d2.inference.predictor import instances_to_results
-
-    dicts = DatasetCatalog.get(dataset)
-    out = {}
-    for name, p in (
-        ("stock", StockInference(stock_config(cfg))),
-        ("project", ProjectInference(cfg)),
-    ):
-        results = []
-        for i in range(0, len(dicts), batch_size):
-            chunk = dicts[i : i + batch_size]
-            for d, inst in zip(
-                chunk, p.batch([read_radiograph(d["file_name"]) for d in chunk]), strict=True
-            ):
-                results += instances_to_results(inst.to("cpu"), d["image_id"])
-        with tempfile.TemporaryDirectory() as tmp:
-            with open(f"{tmp}/p.json", "w") as f:
-                json.dump(results, f)
-            metrics, _ = evaluate_files(
-                dataset, f"{tmp}/p.json", f"{tmp}/eval", None, EvalOptions(bootstrap=0)
-            )
-        coco = metrics["coco"]["overall"]
-        out[name] = {
-            "AP": coco.get("AP"),
-            "AP50": coco.get("AP50"),
-            "froc": metrics.get("froc", {}).get("score"),
-        }
-    return out

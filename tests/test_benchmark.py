@@ -1,0 +1,40 @@
+"""tools/benchmark.py runs both paths and reports their numbers (a smoke run, not a timing)."""
+
+import json
+
+from conftest import run_script
+
+SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
+
+
+def test_benchmark_reports_stock_and_project(tmp_path):
+    out = tmp_path / "bench.json"
+    run_script(
+        "tools/benchmark.py",
+        "--config-file",
+        SMOKE,
+        "--patients",
+        3,
+        "--train-iters",
+        1,
+        "--rounds",
+        1,
+        "--warmup",
+        1,
+        "--infer-images",
+        2,
+        "--batch-size",
+        2,
+        "--out",
+        out,
+        "INPUT.MIN_SIZE_TEST",
+        96,
+        env={"DETECTRON2_DATASETS": str(tmp_path)},
+    )
+    r = json.loads(out.read_text())
+    for path in ("stock", "project"):
+        assert r["train"][path]["images_per_second"] > 0
+        assert r["inference"][path]["batch1_latency_ms"] > 0
+        assert r["inference"][path]["batch2_images_per_second"] > 0
+    assert r["train"]["ratio"] > 0 and r["inference"]["latency_ratio"] > 0
+    assert r["device"] == "cpu" and r["images_per_batch"] == 2
