@@ -25,6 +25,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         2,
         "--batch-size",
         2,
+        "--profile",
+        1,
         "--out",
         out,
         "INPUT.MIN_SIZE_TEST",
@@ -38,3 +40,9 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         assert r["inference"][path]["batch2_images_per_second"] > 0
     assert r["train"]["ratio"] > 0 and r["inference"]["latency_ratio"] > 0
     assert r["device"] == "cpu" and r["images_per_batch"] == 2
+    # the profile: an operator table per path, and per-step counts of synchronising ops
+    for path in ("stock", "project"):
+        table = tmp_path / f"bench.{path}.txt"
+        assert "Self CPU" in table.read_text()
+        assert r["train"]["profile"][path]["table"] == str(table)
+        assert r["train"]["profile"][path]["sync_ops_per_step"]["aten::nonzero"] > 0

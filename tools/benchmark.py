@@ -41,6 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8, help="inference batch for throughput")
     p.add_argument("--patients", type=int, default=30, help="synthetic patients (data)")
     p.add_argument("--eval-dataset", default="", help="also compare bbox AP on this dataset")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile N training steps of each path (torch.profiler); tables go to "
+        "OUT.{stock,project}.txt and per-step counts of synchronising ops into the JSON",
+    )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
     p.add_argument("--out", default="output/benchmark/benchmark.json")
@@ -52,6 +60,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("fvcore").setLevel(logging.WARNING)
+    import detectron2
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
@@ -78,21 +87,30 @@ def main(argv=None) -> int:
     report = {
         "config": a.config_file,
         "device": cfg.MODEL.DEVICE,
+        "overrides": a.opts,
         "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+        "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if cfg.MODEL.DEVICE.startswith("cuda") else None,
         "images_per_batch": cfg.SOLVER.IMS_PER_BATCH,
+        "amp": cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.AMP.PRECISION,
+        "loader_workers": cfg.DATALOADER.NUM_WORKERS,
         "weights": cfg.MODEL.WEIGHTS,
     }
     if not a.skip_train:
-        report["train"] = benchmark_training(cfg, a.train_iters, a.warmup, a.rounds)
+        report["train"] = benchmark_training(
+            cfg, a.train_iters, a.warmup, a.rounds, a.profile, str(Path(a.out).with_suffix(""))
+        )
+        write_json_atomic(a.out, report, indent=2)  # kept if a later stage fails
     if not a.skip_infer:
         from detectron2.data import DatasetCatalog
 
         dicts = DatasetCatalog.get("bench_synthetic_train")[: a.infer_images]
         grays = [read_radiograph(d["file_name"]) for d in dicts]
         report["inference"] = benchmark_inference(cfg, grays, a.batch_size, a.rounds)
+        write_json_atomic(a.out, report, indent=2)
     if a.eval_dataset:
         report["accuracy"] = accuracy(cfg, a.eval_dataset, a.batch_size)
     write_json_atomic(a.out, report, indent=2)

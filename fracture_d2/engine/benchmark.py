@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from detectron2.engine import DefaultTrainer
-from detectron2.utils.events import EventStorage
+from detectron2.utils.events import EventStorage, get_event_storage
 
 logger = logging.getLogger("fracture_d2.benchmark")
 
@@ -84,13 +84,65 @@ def stock_config(cfg):
     return stock
 
 
-def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -> dict:
+def leg_flags(name: str, cfg) -> None:
+    """Process-wide backend flags for one leg before its timed block: the project's from its
+    config (:func:`~fracture_d2.engine.speed.apply_backend_flags`); PyTorch's defaults for the
+    stock leg (TF32 for cuDNN convolutions, not for matmuls), so that building the project's
+    Trainer in the same process does not speed up the stock leg."""
+    from fracture_d2.engine.speed import apply_backend_flags
+
+    if name == "project":
+        apply_backend_flags(cfg)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = True
+
+
+# Operator names that wait for the device (host-device synchronisations) in a profile.
+SYNC_OPS = ("aten::item", "aten::nonzero", "aten::_local_scalar_dense", "cudaStreamSynchronize")
+
+
+def profile_steps(trainer, steps: int, first_iter: int, out_file: str) -> dict:
+    """Profile ``steps`` training steps of ``trainer`` with ``torch.profiler``; write the top
+    operators (by device time on CUDA, CPU time otherwise) to ``out_file``; return per-step
+    counts of the synchronising operators in :data:`SYNC_OPS`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from fracture_d2.utils_io import atomic_open
+
+    cuda = next(trainer.model.parameters()).is_cuda
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    storage = get_event_storage()
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            storage.iter = trainer.iter = first_iter + i
+            trainer.run_step()
+        if cuda:
+            torch.cuda.synchronize()
+    avg = prof.key_averages()
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    with atomic_open(out_file, "w", encoding="utf-8") as f:
+        f.write(avg.table(sort_by=sort, row_limit=40) + "\n")
+    counts = {e.key: e.count / steps for e in avg if e.key in SYNC_OPS}
+    return {"steps": steps, "table": out_file, "sync_ops_per_step": counts}
+
+
+def benchmark_training(
+    cfg,
+    iters: int = 20,
+    warmup: int = 5,
+    rounds: int = 3,
+    profile: int = 0,
+    profile_out: str | None = None,
+) -> dict:
     """Interleave timed blocks of ``iters`` training steps of both trainers.
 
     Args:
         cfg: the project's config (frozen); the stock trainer gets :func:`stock_config`.
         iters: steps per timed block; warmup: untimed steps per trainer first; rounds: blocks
             per trainer (stock, project, stock, project, ...).
+        profile, profile_out: after the timed blocks, profile this many steps of each trainer
+            and write the operator tables to ``profile_out`` + ``.{stock,project}.txt``.
 
     Returns:
         ``{"stock": {...}, "project": {...}, "ratio": project img/s / stock img/s}``.
@@ -112,7 +164,8 @@ def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -
             trainers[name] = klass(c)
         timings = {n: Timing(n) for n in trainers}
         with EventStorage(0) as storage:
-            for tr in trainers.values():
+            for name, tr in trainers.items():
+                leg_flags(name, tr.cfg)
                 tr._trainer.model.train()
                 for i in range(warmup):
                     storage.iter = tr._trainer.iter = i
@@ -123,6 +176,7 @@ def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -
                 for name, tr in trainers.items():
                     if device.startswith("cuda"):
                         torch.cuda.reset_peak_memory_stats()
+                    leg_flags(name, tr.cfg)
                     sync_device(device)
                     t = time.perf_counter()
                     for i in range(iters):
@@ -140,7 +194,17 @@ def benchmark_training(cfg, iters: int = 20, warmup: int = 5, rounds: int = 3) -
                         f"train round {r} {name}: "
                         f"{iters * batch / timings[name].seconds[-1]:.2f} img/s"
                     )
+            profiles = {}
+            if profile > 0:
+                for name, tr in trainers.items():
+                    leg_flags(name, tr.cfg)
+                    first = warmup + rounds * iters
+                    profiles[name] = profile_steps(
+                        tr._trainer, profile, first, f"{profile_out}.{name}.txt"
+                    )
     out = {n: t.summary() for n, t in timings.items()}
+    if profiles:
+        out["profile"] = profiles
     out["ratio"] = timings["project"].per_second / timings["stock"].per_second
     out["process_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.engine import defaults as d2_defaults
@@ -101,6 +102,10 @@ class Trainer(DefaultTrainer):
         super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer.precision = amp_dtype(cfg)
+            if self._trainer.precision == torch.bfloat16:
+                # bf16 has float32's range: no loss scaling, and so no host-device sync per
+                # step for the scaler's inf check (states of either kind load into the other)
+                self._trainer.grad_scaler = torch.amp.GradScaler("cuda", enabled=False)
         self._trainer.gather_metric_period = max(1, cfg.FRACTURE.FAST.METRICS_PERIOD)
 
     @classmethod

@@ -12,6 +12,7 @@ import torch
 
 from fracture_d2.engine.benchmark import (
     Timing,
+    leg_flags,
     median_latency,
     peak_gpu_mem,
     stock_config,
@@ -72,7 +73,9 @@ def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) 
     """Batch-1 latency and batch-N throughput, stock vs project, interleaved per round."""
     device = cfg.MODEL.DEVICE
     paths = {"stock": StockInference(stock_config(cfg)), "project": ProjectInference(cfg)}
-    for p in paths.values():  # warm-up (allocator, oneDNN/cuDNN kernel choice)
+    legs = {"stock": stock_config(cfg), "project": cfg}
+    for name, p in paths.items():  # warm-up (allocator, oneDNN/cuDNN kernel choice)
+        leg_flags(name, legs[name])
         p.one(grays[0])
         p.batch(grays[:batch_size])
     lat = {n: [] for n in paths}
@@ -82,6 +85,7 @@ def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) 
         for name, p in paths.items():
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
+            leg_flags(name, legs[name])
             lat[name].append(median_latency(p.one, grays, device))
             seconds, _ = time_calls(p.batch, batches, 0, device)
             thr[name].seconds.append(seconds)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU speed runs of tools/benchmark.py (stock Detectron2 vs the project, same process),
+# one after another, each under its own time limit, then the markdown table.
+#
+#   bash tools/benchmark_gpu.sh                        # results in output/benchmark/gpu/
+#   WHEELS=wheelhouse/py3.12 OUT=/tmp/b bash tools/benchmark_gpu.sh   # air-gapped machine
+#
+# WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
+# target first, for a machine whose Python already has torch but not detectron2 & co.
+# RUNS: which runs (default "amp512 fp32_512 compile512 amp800"); WORKERS: loader workers;
+# CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
+#   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
+#   EXTRA_ARGS="--patients 3 --train-iters 1 --rounds 1" EXTRA_OPTS="SOLVER.IMS_PER_BATCH 2" ...
+# R50-FPN with BatchNorm from random init (speed does not depend on the weights), batch 16,
+# synthetic MURA-sized images (longest side 512).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-output/benchmark/gpu}
+RUNS=${RUNS:-amp512 fp32_512 compile512 amp800}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [[ -n "${WHEELS:-}" ]]; then
+  site=$(mktemp -d)
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
+    "$WHEELS"/*.whl || exit 1
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+[[ $DEVICE == cuda* ]] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch, detectron2, numpy; print('torch', torch.__version__, 'detectron2',
+detectron2.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+
+CFG=${CONFIG:-configs/MURA-Detection/faster_rcnn_R_50_FPN_3x.yaml}
+DEVICE=${DEVICE:-cuda}
+# shellcheck disable=SC2206
+COMMON=(--config-file "$CFG" --device "$DEVICE" --patients 60 --train-iters 20 --warmup 5
+  --rounds 3 --batch-size 16 --infer-images 64 ${EXTRA_ARGS:-})
+OPTS=(MODEL.RESNETS.NORM BN SOLVER.IMS_PER_BATCH 16 DATALOADER.NUM_WORKERS "${WORKERS:-12}"
+  DATALOADER.PIN_MEMORY True DATALOADER.PERSISTENT_WORKERS True FRACTURE.FAST.METRICS_PERIOD 20)
+AMP=(SOLVER.AMP.ENABLED True SOLVER.AMP.PRECISION bfloat16)
+[[ $DEVICE == cuda* ]] || AMP=()  # Detectron2's AMPTrainer is CUDA-only
+# shellcheck disable=SC2206
+EXTRA=(${EXTRA_OPTS:-})
+
+bench() {  # name, time limit (s), extra arguments
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name"
+  timeout "$limit" "$PY" tools/benchmark.py "${COMMON[@]}" --out "$OUT/$name.json" "$@" \
+    "${EXTRA[@]}" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  grep -E "round|Error|error:" "$OUT/$name.log" | grep -v Warning | tail -20
+  [[ $rc == 0 ]] || echo "!! $name exited $rc (log: $OUT/$name.log)"
+}
+
+for run in $RUNS; do
+  case $run in
+    amp512) bench amp512 240 --profile 3 "${OPTS[@]}" "${AMP[@]}" ;;
+    fp32_512) bench fp32_512 150 --skip-infer "${OPTS[@]}" ;;
+    compile512) bench compile512 240 --skip-infer --warmup 15 "${OPTS[@]}" "${AMP[@]}" \
+      FRACTURE.FAST.COMPILE_BACKBONE True ;;
+    amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
+      "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
+    *) echo "unknown run $run" ;;
+  esac
+done
+shopt -s nullglob
+jsons=("$OUT"/*.json)
+((${#jsons[@]})) && "$PY" tools/benchmark_table.py "${jsons[@]}"

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Print the README's speed table (markdown) from ``tools/benchmark.py`` JSON files.
+
+python tools/benchmark_table.py output/benchmark/*.json
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def device_name(r: dict) -> str:
+    if r.get("gpu"):
+        return r["gpu"]
+    return f"CPU, {r.get('threads')} threads"
+
+
+def setting(r: dict) -> str:
+    overrides = r.get("overrides") or []
+    pairs = dict(zip(overrides[::2], overrides[1::2], strict=False))
+    bits = [Path(r["config"]).stem, f"batch {r.get('images_per_batch')}"]
+    bits.append(f"AMP {r['amp']}" if r.get("amp") else "fp32")
+    if "INPUT.MIN_SIZE_TRAIN" in pairs:
+        bits.append(f"short side {pairs['INPUT.MIN_SIZE_TRAIN']}")
+    if pairs.get("FRACTURE.FAST.COMPILE_BACKBONE") == "True":
+        bits.append("compiled backbone")
+    return ", ".join(bits)
+
+
+def rows(r: dict) -> list[str]:
+    out = []
+    dev, what = device_name(r), setting(r)
+    t = r.get("train")
+    if t:
+        s, p = t["stock"], t["project"]
+        mem = ""
+        if s.get("peak_gpu_mem_gib") is not None:
+            mem = f" (peak {s['peak_gpu_mem_gib']:.1f} / {p['peak_gpu_mem_gib']:.1f} GiB)"
+        out.append(
+            f"| {dev} | {what} | training img/s{mem} | {s['images_per_second']:.1f} "
+            f"| {p['images_per_second']:.1f} | {t['ratio']:.2f}x |"
+        )
+    i = r.get("inference")
+    if i:
+        s, p = i["stock"], i["project"]
+        out.append(
+            f"| {dev} | {what} | inference batch 1, ms | {s['batch1_latency_ms']:.1f} "
+            f"| {p['batch1_latency_ms']:.1f} | latency {i['latency_ratio']:.2f}x |"
+        )
+        key = next(k for k in s if k.endswith("_images_per_second"))
+        n = key[len("batch") : -len("_images_per_second")]
+        out.append(
+            f"| {dev} | {what} | inference batch {n}, img/s | {s[key]:.1f} | {p[key]:.1f} "
+            f"| {i['throughput_ratio']:.2f}x |"
+        )
+    a = r.get("accuracy")
+    if a:
+        s, p = a["stock"], a["project"]
+        out.append(
+            f"| {dev} | {what} | bbox AP50 / AP | {s['AP50']:.1f} / {s['AP']:.1f} "
+            f"| {p['AP50']:.1f} / {p['AP']:.1f} | |"
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("files", nargs="+")
+    a = p.parse_args(argv)
+    print("| device | setting | measure | stock | project | project/stock |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for f in a.files:
+        try:
+            r = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            print(f"error: {f}: {e}", file=sys.stderr)
+            return 1
+        for line in rows(r):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
