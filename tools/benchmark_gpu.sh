@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-output/benchmark/gpu}
 RUNS=${RUNS:-amp512 fp32_512 compile512 amp800}
+DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [[ -n "${WHEELS:-}" ]]; then
@@ -32,7 +33,6 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 detectron2.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
 CFG=${CONFIG:-configs/MURA-Detection/faster_rcnn_R_50_FPN_3x.yaml}
-DEVICE=${DEVICE:-cuda}
 # shellcheck disable=SC2206
 COMMON=(--config-file "$CFG" --device "$DEVICE" --patients 60 --train-iters 20 --warmup 5
   --rounds 3 --batch-size 16 --infer-images 64 ${EXTRA_ARGS:-})

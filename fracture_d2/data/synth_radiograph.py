@@ -205,13 +205,15 @@ def render_radiograph(
     img += noise_rng.normal(0, noise_rng.uniform(0.01, 0.03), img.shape)
     img = np.clip(img, 0, 1) ** noise_rng.uniform(0.8, 1.25)
     marker = noise_rng.choice(["L", "R"])
+    text = np.zeros(img.shape, np.uint8)  # OpenCV >= 5 draws text on 8-bit images only
     cv2.putText(
-        img,
+        text,
         marker,
         (int(0.05 * w), int(0.95 * h)),
         cv2.FONT_HERSHEY_SIMPLEX,
         0.002 * min(w, h),
-        0.95,
+        255,
         2,
     )
+    img[text > 0] = 0.95
     return np.round(img * 255).astype(np.uint8), boxes
