@@ -254,6 +254,9 @@ def test_inference_dtype_switch():
     cfg.MODEL.DEVICE = "cpu"
     cfg.FRACTURE.FAST.INFERENCE_DTYPE = "auto"
     assert inference_dtype(cfg) == (torch.bfloat16 if native_bf16("cpu") else None)
+    cfg.MODEL.DEVICE = "cuda:0"  # auto is float32 on GPUs (no GPU needed to decide)
+    assert inference_dtype(cfg) is None
+    cfg.MODEL.DEVICE = "cpu"
     cfg.FRACTURE.FAST.INFERENCE_DTYPE = "float32"
     assert inference_dtype(cfg) is None
     cfg.FRACTURE.FAST.INFERENCE_DTYPE = "bfloat16"
