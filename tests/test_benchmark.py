@@ -46,3 +46,15 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         assert "Self CPU" in table.read_text()
         assert r["train"]["profile"][path]["table"] == str(table)
         assert r["train"]["profile"][path]["sync_ops_per_step"]["aten::nonzero"] > 0
+
+    # the README table from the JSON: one row per measure, ratios as measured
+    table = run_script("tools/benchmark_table.py", out).stdout.splitlines()
+    assert table[0].startswith("| device | setting |")
+    train_row = next(line for line in table if "training img/s" in line)
+    assert f"| {r['train']['ratio']:.2f}x |" in train_row
+    assert "faster_rcnn_R_18_FPN_smoke, batch 2, fp32" in train_row
+    assert any("inference batch 2, img/s" in line for line in table)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    proc = run_script("tools/benchmark_table.py", bad, check=False)
+    assert proc.returncode == 1 and "bad.json" in proc.stderr
