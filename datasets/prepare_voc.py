@@ -16,6 +16,7 @@ from fracture_d2.data.cli import (
     add_split_args,
     add_validation_args,
     run_converter,
+    split_kwargs,
     validation_kwargs,
 )
 from fracture_d2.data.convert_voc import prepare_voc
@@ -39,11 +40,7 @@ def main(argv=None) -> int:
             a.name,
             annotations=a.annotations,
             images=a.images,
-            val_fraction=a.val_fraction,
-            test_fraction=a.test_fraction,
-            group_regex=a.group_regex,
-            seed=a.seed,
-            class_map=a.class_map,
+            **split_kwargs(a),
             **validation_kwargs(a),
         ),
         a.out,

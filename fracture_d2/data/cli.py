@@ -55,6 +55,18 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
 
 
+def split_kwargs(args) -> dict:
+    """The converters' split and class-map keyword arguments from parsed ``args``
+    (:func:`add_split_args`, :func:`add_class_map_arg`)."""
+    return {
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "group_regex": args.group_regex,
+        "seed": args.seed,
+        "class_map": args.class_map,
+    }
+
+
 def validation_kwargs(args) -> dict:
     """The validator's keyword arguments from parsed ``args``."""
     return {
