@@ -76,6 +76,10 @@ def add_fracture_config(cfg: CN) -> CN:
     fast.COMPILE_BACKBONE = False
     # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
+    # Label assignment in the RPN and ROI heads without host-device syncs (fracture_d2.engine.
+    # sync_free): matchers give identical results; the RPN's anchor sample is drawn another
+    # (equally uniform) way. For GPUs; off by default until measured there.
+    fast.SYNC_FREE_SAMPLING = False
     # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
     # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
     # "bfloat16" or "float16" (GPUs). Measured: R50-FPN CPU latency 1.75x lower, same AP50;

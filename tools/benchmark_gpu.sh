@@ -7,7 +7,8 @@
 #
 # WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
 # target first, for a machine whose Python already has torch but not detectron2 & co.
-# RUNS: which runs (default "amp512 fp32_512 compile512 amp800"); WORKERS: loader workers;
+# RUNS: which runs (default "amp512 fp32_512 compile512 amp800"; also syncfree512: fp32 with
+# FRACTURE.FAST.SYNC_FREE_SAMPLING); WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
 #   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
 #   EXTRA_ARGS="--patients 3 --train-iters 1 --rounds 1" EXTRA_OPTS="SOLVER.IMS_PER_BATCH 2" ...
@@ -60,6 +61,8 @@ for run in $RUNS; do
     fp32_512) bench fp32_512 150 --skip-infer "${OPTS[@]}" ;;
     compile512) bench compile512 240 --skip-infer --warmup 15 "${OPTS[@]}" "${AMP[@]}" \
       FRACTURE.FAST.COMPILE_BACKBONE True ;;
+    syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
+      "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
       "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
     *) echo "unknown run $run" ;;

@@ -25,6 +25,8 @@ def setting(r: dict) -> str:
         bits.append(f"short side {pairs['INPUT.MIN_SIZE_TRAIN']}")
     if pairs.get("FRACTURE.FAST.COMPILE_BACKBONE") == "True":
         bits.append("compiled backbone")
+    if pairs.get("FRACTURE.FAST.SYNC_FREE_SAMPLING") == "True":
+        bits.append("sync-free sampling")
     return ", ".join(bits)
 
 

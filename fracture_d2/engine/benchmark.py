@@ -78,6 +78,7 @@ def stock_config(cfg):
         node[leaf] = d2_node[leaf]
     stock.FRACTURE.FAST.CHANNELS_LAST = False
     stock.FRACTURE.FAST.COMPILE_BACKBONE = False
+    stock.FRACTURE.FAST.SYNC_FREE_SAMPLING = False
     stock.FRACTURE.FAST.METRICS_PERIOD = 1
     stock.FRACTURE.FAST.INFERENCE_DTYPE = "float32"
     stock.freeze()

@@ -30,7 +30,9 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     """Apply ``FRACTURE.FAST`` model switches in place (weights and state-dict keys unchanged).
 
     ``CHANNELS_LAST`` converts the weights and, through a forward pre-hook, the backbone input
-    to NHWC; ``COMPILE_BACKBONE`` compiles the backbone module in place.
+    to NHWC; ``SYNC_FREE_SAMPLING`` swaps the RPN/ROI label assignment for one without host
+    syncs (:mod:`fracture_d2.engine.sync_free`); ``COMPILE_BACKBONE`` compiles the backbone
+    module in place.
     """
     fast = cfg.FRACTURE.FAST
     if fast.CHANNELS_LAST:
@@ -38,6 +40,10 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
         model.backbone.register_forward_pre_hook(
             lambda _m, args: (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
         )
+    if fast.SYNC_FREE_SAMPLING:
+        from .sync_free import make_sync_free
+
+        make_sync_free(model)
     if fast.COMPILE_BACKBONE:
         model.backbone.compile()
     return model

@@ -1,0 +1,123 @@
+"""Training-time label assignment without host-device synchronisations.
+
+Detectron2 assigns and samples labels image by image, and several steps of it wait for the GPU:
+boolean-mask assignments (``labels[mask] = v`` runs ``nonzero``), the ``assert torch.all(...)``
+of :class:`~detectron2.modeling.matcher.Matcher`, and the ``nonzero`` + ``randperm`` of
+:func:`~detectron2.modeling.sampling.subsample_labels`. On a GPU each one drains the queue; at
+batch 16 that is a couple of hundred waits per step (``tools/benchmark.py --profile``).
+
+:func:`make_sync_free` swaps, on one model instance (nothing global, so a stock model in the
+same process is untouched):
+
+- both matchers for :class:`SyncFreeMatcher`: the same matches and labels, bit for bit
+  (``masked_fill`` instead of mask assignment; the input check runs on the device);
+- the ROI heads' proposal sampling for one with ``masked_fill`` label edits (same results and
+  the same random draws);
+- the RPN's anchor sampling for :func:`sample_mask`: a uniformly random subset of the same sizes
+  chosen with a device-side rank instead of ``nonzero`` + ``randperm`` (the same distribution,
+  other random draws).
+
+Switched on by ``FRACTURE.FAST.SYNC_FREE_SAMPLING``.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.sampling import subsample_labels
+
+
+class SyncFreeMatcher(Matcher):
+    """:class:`Matcher` with the same outputs and no host-device synchronisation."""
+
+    @classmethod
+    def like(cls, matcher: Matcher) -> SyncFreeMatcher:
+        new = cls.__new__(cls)
+        new.__dict__.update(matcher.__dict__)
+        return new
+
+    def __call__(self, match_quality_matrix: torch.Tensor):
+        q = match_quality_matrix
+        assert q.dim() == 2
+        if q.numel() == 0:  # shapes are known on the host: no sync
+            return super().__call__(q)
+        if q.is_cuda:
+            torch._assert_async(torch.all(q >= 0))
+        else:
+            assert torch.all(q >= 0)
+        matched_vals, matches = q.max(dim=0)
+        match_labels = torch.ones_like(matches, dtype=torch.int8)
+        for label, low, high in zip(
+            self.labels, self.thresholds[:-1], self.thresholds[1:], strict=True
+        ):
+            match_labels = match_labels.masked_fill(
+                (matched_vals >= low) & (matched_vals < high), label
+            )
+        if self.allow_low_quality_matches:
+            # predictions that are some ground truth's best match (ties included)
+            best = (q == q.max(dim=1, keepdim=True).values).any(dim=0)
+            match_labels = match_labels.masked_fill(best, 1)
+        return matches, match_labels
+
+
+def _random_k(mask: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """A uniformly random subset of ``k`` (a device tensor) of the True entries of ``mask``,
+    as a mask: the ``k`` candidates with the smallest uniform keys."""
+    keys = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, 2.0)
+    order = keys.argsort()
+    rank = torch.empty_like(order).scatter_(
+        0, order, torch.arange(order.numel(), device=order.device)
+    )
+    return mask & (rank < k)
+
+
+def sample_mask(
+    labels: torch.Tensor, num_samples: int, positive_fraction: float, bg_label: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~detectron2.modeling.sampling.subsample_labels` as masks (positives, negatives):
+    the same sizes (at most ``num_samples * positive_fraction`` positives, negatives filling up
+    to ``num_samples``), each a uniformly random subset, chosen without leaving the device."""
+    pos = (labels != -1) & (labels != bg_label)
+    neg = labels == bg_label
+    num_pos = torch.clamp(pos.sum(), max=int(num_samples * positive_fraction))
+    num_neg = torch.minimum(neg.sum(), num_samples - num_pos)
+    return _random_k(pos, num_pos), _random_k(neg, num_neg)
+
+
+def _rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
+    """RPN._subsample_labels through :func:`sample_mask`: -1 except the sampled 1s and 0s."""
+    pos, neg = sample_mask(label, self.batch_size_per_image, self.positive_fraction, 0)
+    out = torch.full_like(label, -1).masked_fill(pos, 1).masked_fill(neg, 0)
+    label.copy_(out)  # in place, as Detectron2's does
+    return label
+
+
+def _roi_sample_proposals(self, matched_idxs, matched_labels, gt_classes):
+    """ROIHeads._sample_proposals with ``masked_fill`` label edits (same results, same draws)."""
+    if gt_classes.numel() > 0:
+        gt_classes = gt_classes[matched_idxs]
+        gt_classes = gt_classes.masked_fill(matched_labels == 0, self.num_classes)
+        gt_classes = gt_classes.masked_fill(matched_labels == -1, -1)
+    else:
+        gt_classes = torch.zeros_like(matched_idxs) + self.num_classes
+    fg, bg = subsample_labels(
+        gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
+    )
+    sampled_idxs = torch.cat([fg, bg], dim=0)
+    return sampled_idxs, gt_classes[sampled_idxs]
+
+
+def make_sync_free(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the label assignment of ``model``'s RPN and ROI heads in place (see the module
+    doc); parts a model does not have are left alone. Returns ``model``."""
+    rpn = getattr(model, "proposal_generator", None)
+    if rpn is not None and isinstance(getattr(rpn, "anchor_matcher", None), Matcher):
+        rpn.anchor_matcher = SyncFreeMatcher.like(rpn.anchor_matcher)
+        rpn._subsample_labels = types.MethodType(_rpn_subsample_labels, rpn)
+    roi = getattr(model, "roi_heads", None)
+    if roi is not None and isinstance(getattr(roi, "proposal_matcher", None), Matcher):
+        roi.proposal_matcher = SyncFreeMatcher.like(roi.proposal_matcher)
+        roi._sample_proposals = types.MethodType(_roi_sample_proposals, roi)
+    return model
