@@ -32,36 +32,49 @@ def setting(r: dict) -> str:
 
 def rows(r: dict) -> list[str]:
     out = []
-    dev, what = device_name(r), setting(r)
+
+    def row(measure: str, stock: str, project: str, ratio: str) -> None:
+        out.append(
+            f"| {device_name(r)} | {setting(r)} | {measure} | {stock} | {project} | {ratio} |"
+        )
+
     t = r.get("train")
     if t:
         s, p = t["stock"], t["project"]
         mem = ""
         if s.get("peak_gpu_mem_gib") is not None:
             mem = f" (peak {s['peak_gpu_mem_gib']:.1f} / {p['peak_gpu_mem_gib']:.1f} GiB)"
-        out.append(
-            f"| {dev} | {what} | training img/s{mem} | {s['images_per_second']:.1f} "
-            f"| {p['images_per_second']:.1f} | {t['ratio']:.2f}x |"
+        row(
+            f"training img/s{mem}",
+            f"{s['images_per_second']:.1f}",
+            f"{p['images_per_second']:.1f}",
+            f"{t['ratio']:.2f}x",
         )
     i = r.get("inference")
     if i:
         s, p = i["stock"], i["project"]
-        out.append(
-            f"| {dev} | {what} | inference batch 1, ms | {s['batch1_latency_ms']:.1f} "
-            f"| {p['batch1_latency_ms']:.1f} | latency {i['latency_ratio']:.2f}x |"
+        row(
+            "inference batch 1, ms",
+            f"{s['batch1_latency_ms']:.1f}",
+            f"{p['batch1_latency_ms']:.1f}",
+            f"latency {i['latency_ratio']:.2f}x",
         )
         key = next(k for k in s if k.endswith("_images_per_second"))
         n = key[len("batch") : -len("_images_per_second")]
-        out.append(
-            f"| {dev} | {what} | inference batch {n}, img/s | {s[key]:.1f} | {p[key]:.1f} "
-            f"| {i['throughput_ratio']:.2f}x |"
+        row(
+            f"inference batch {n}, img/s",
+            f"{s[key]:.1f}",
+            f"{p[key]:.1f}",
+            f"{i['throughput_ratio']:.2f}x",
         )
     a = r.get("accuracy")
     if a:
         s, p = a["stock"], a["project"]
-        out.append(
-            f"| {dev} | {what} | bbox AP50 / AP | {s['AP50']:.1f} / {s['AP']:.1f} "
-            f"| {p['AP50']:.1f} / {p['AP']:.1f} | |"
+        row(
+            "bbox AP50 / AP",
+            f"{s['AP50']:.1f} / {s['AP']:.1f}",
+            f"{p['AP50']:.1f} / {p['AP']:.1f}",
+            "",
         )
     return out
 
