@@ -35,7 +35,7 @@ detectron2.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_availa
 
 CFG=${CONFIG:-configs/MURA-Detection/faster_rcnn_R_50_FPN_3x.yaml}
 # shellcheck disable=SC2206
-COMMON=(--config-file "$CFG" --device "$DEVICE" --patients 60 --train-iters 20 --warmup 5
+COMMON=(--config-file "$CFG" --device "$DEVICE" --patients 60 --train-iters 20 --warmup 10
   --rounds 3 --batch-size 16 --infer-images 64 ${EXTRA_ARGS:-})
 OPTS=(MODEL.RESNETS.NORM BN SOLVER.IMS_PER_BATCH 16 DATALOADER.NUM_WORKERS "${WORKERS:-12}"
   DATALOADER.PIN_MEMORY True DATALOADER.PERSISTENT_WORKERS True FRACTURE.FAST.METRICS_PERIOD 20)
