@@ -87,6 +87,13 @@ def test_make_sync_free_model_trains_and_keeps_roi_draws(tmp_path):
         torch.manual_seed(5)
         b = model.roi_heads._sample_proposals(*args)
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # the RPN's anchor sampling: as many 1s and 0s as Detectron2's, only where they were
+    rpn = model.proposal_generator
+    labels = torch.randint(-1, 2, (5000,), generator=g).to(torch.int8)
+    pos_idx, neg_idx = subsample_labels(labels, rpn.batch_size_per_image, rpn.positive_fraction, 0)
+    out = rpn._subsample_labels(labels.clone())
+    assert int((out == 1).sum()) == pos_idx.numel() and int((out == 0).sum()) == neg_idx.numel()
+    assert bool((labels[out == 1] == 1).all()) and bool((labels[out == 0] == 0).all())
     # a training step runs and gives finite losses
     from detectron2.structures import Boxes, Instances
 

@@ -89,9 +89,7 @@ def sample_mask(
 def _rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
     """RPN._subsample_labels through :func:`sample_mask`: -1 except the sampled 1s and 0s."""
     pos, neg = sample_mask(label, self.batch_size_per_image, self.positive_fraction, 0)
-    out = torch.full_like(label, -1).masked_fill(pos, 1).masked_fill(neg, 0)
-    label.copy_(out)  # in place, as Detectron2's does
-    return label
+    return label.fill_(-1).masked_fill_(pos, 1).masked_fill_(neg, 0)  # in place, as Detectron2's
 
 
 def _roi_sample_proposals(self, matched_idxs, matched_labels, gt_classes):
