@@ -80,6 +80,10 @@ def add_fracture_config(cfg: CN) -> CN:
     # sync_free): matchers give identical results; the RPN's anchor sample is drawn another
     # (equally uniform) way. For GPUs; off by default until measured there.
     fast.SYNC_FREE_SAMPLING = False
+    # RPN/ROI-head training targets, RPN losses and proposal selection for the whole batch at
+    # once (fracture_d2.engine.batched_heads): one host sync per stage instead of several per
+    # image; same matches and proposals, samples drawn another (equally uniform) way.
+    fast.BATCHED_HEADS = False
     # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
     # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
     # "bfloat16" or "float16" (GPUs). Measured: R50-FPN CPU latency 1.75x lower, same AP50;

@@ -31,8 +31,9 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
 
     ``CHANNELS_LAST`` converts the weights and, through a forward pre-hook, the backbone input
     to NHWC; ``SYNC_FREE_SAMPLING`` swaps the RPN/ROI label assignment for one without host
-    syncs (:mod:`fracture_d2.engine.sync_free`); ``COMPILE_BACKBONE`` compiles the backbone
-    module in place.
+    syncs (:mod:`fracture_d2.engine.sync_free`); ``BATCHED_HEADS`` computes the RPN/ROI targets
+    and proposals for the whole batch at once (:mod:`fracture_d2.engine.batched_heads`);
+    ``COMPILE_BACKBONE`` compiles the backbone module in place.
     """
     fast = cfg.FRACTURE.FAST
     if fast.CHANNELS_LAST:
@@ -44,6 +45,10 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
         from .sync_free import make_sync_free
 
         make_sync_free(model)
+    if fast.BATCHED_HEADS:
+        from .batched_heads import make_batched
+
+        make_batched(model, fast.METRICS_PERIOD)
     if fast.COMPILE_BACKBONE:
         model.backbone.compile()
     return model

@@ -62,28 +62,90 @@ class SyncFreeMatcher(Matcher):
         return matches, match_labels
 
 
-def _random_k(mask: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """A uniformly random subset of ``k`` (a device tensor) of the True entries of ``mask``,
-    as a mask: the ``k`` candidates with the smallest uniform keys."""
+def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    """A small host list as a device tensor through pinned memory, so the copy does not wait
+    for the GPU's queue (a plain ``torch.tensor(..., device="cuda")`` does)."""
+    t = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def pad_boxes(boxes: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (Ni, 4) boxes as one zero-padded (B, max Ni, 4) tensor and its (B, max Ni)
+    validity mask; the lengths are known on the host, so nothing waits for the device."""
+    lengths = [len(b) for b in boxes]
+    width = max(lengths, default=0)
+    if width == 0:
+        return torch.zeros(len(boxes), 0, 4, device=device), torch.zeros(
+            len(boxes), 0, dtype=torch.bool, device=device
+        )
+    padded = torch.nn.utils.rnn.pad_sequence(boxes, batch_first=True)
+    lengths = host_to_device(lengths, device, torch.int64)
+    valid = torch.arange(width, device=device) < lengths[:, None]
+    return padded, valid
+
+
+def pairwise_iou_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of (B, M, 4) against (B, N, 4) or (N, 4) boxes, (B, M, N): the same arithmetic as
+    :func:`detectron2.structures.pairwise_iou`, so each entry is bit-identical to it."""
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    b = b.unsqueeze(-3)
+    wh = torch.min(a[..., :, None, 2:], b[..., 2:]) - torch.max(a[..., :, None, :2], b[..., :2])
+    inter = wh.clamp_(min=0).prod(dim=-1)
+    union = area_a[..., :, None] + area_b.unsqueeze(-2) - inter
+    zero = torch.zeros(1, dtype=inter.dtype, device=inter.device)
+    return torch.where(inter > 0, inter / union, zero)
+
+
+def match_batched(
+    matcher: Matcher, quality: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``matcher`` applied to every image of a padded (B, G, N) quality matrix at once (rows
+    where ``valid`` (B, G) is False are padding): (B, N) matches and int8 labels equal to
+    Detectron2's per image, an image without ground truth included (all ``labels[0]``)."""
+    n_img, _, n = quality.shape
+    if quality.shape[1] == 0:
+        matches = torch.zeros(n_img, n, dtype=torch.int64, device=quality.device)
+        return matches, torch.full_like(matches, matcher.labels[0], dtype=torch.int8)
+    q = quality.masked_fill(~valid[..., None], -1.0)  # padding never wins a match
+    matched_vals, matches = q.max(dim=1)
+    labels = torch.ones_like(matches, dtype=torch.int8)
+    for label, low, high in zip(
+        matcher.labels, matcher.thresholds[:-1], matcher.thresholds[1:], strict=True
+    ):
+        labels.masked_fill_((matched_vals >= low) & (matched_vals < high), label)
+    if matcher.allow_low_quality_matches:
+        best = (q == q.max(dim=2, keepdim=True).values) & valid[..., None]
+        labels.masked_fill_(best.any(dim=1), 1)
+    return matches, labels
+
+
+def _random_k(mask: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
+    """Per row (last dimension) of ``mask``, a uniformly random subset of ``k`` (a device tensor
+    shaped like ``mask`` without its last dimension, at most ``k_max``) of its True entries, as a
+    mask: the ``k`` candidates with the smallest uniform keys."""
+    m = min(k_max, mask.shape[-1])
     keys = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, 2.0)
-    order = keys.argsort()
-    rank = torch.empty_like(order).scatter_(
-        0, order, torch.arange(order.numel(), device=order.device)
-    )
-    return mask & (rank < k)
+    smallest = keys.topk(m, dim=-1, largest=False).indices  # ascending: candidates come first
+    take = torch.arange(m, device=mask.device) < k.unsqueeze(-1)
+    return torch.zeros_like(mask).scatter_(-1, smallest, take.expand_as(smallest))
 
 
 def sample_mask(
     labels: torch.Tensor, num_samples: int, positive_fraction: float, bg_label: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~detectron2.modeling.sampling.subsample_labels` as masks (positives, negatives):
-    the same sizes (at most ``num_samples * positive_fraction`` positives, negatives filling up
-    to ``num_samples``), each a uniformly random subset, chosen without leaving the device."""
+    """:func:`~detectron2.modeling.sampling.subsample_labels` as masks (positives, negatives),
+    for one label vector or a batch of them (sampled row by row along the last dimension): the
+    same sizes (at most ``num_samples * positive_fraction`` positives, negatives filling up to
+    ``num_samples``), each a uniformly random subset, chosen without leaving the device."""
     pos = (labels != -1) & (labels != bg_label)
     neg = labels == bg_label
-    num_pos = torch.clamp(pos.sum(), max=int(num_samples * positive_fraction))
-    num_neg = torch.minimum(neg.sum(), num_samples - num_pos)
-    return _random_k(pos, num_pos), _random_k(neg, num_neg)
+    max_pos = int(num_samples * positive_fraction)
+    num_pos = torch.clamp(pos.sum(-1), max=max_pos)
+    num_neg = torch.minimum(neg.sum(-1), num_samples - num_pos)
+    return _random_k(pos, num_pos, max_pos), _random_k(neg, num_neg, num_samples)
 
 
 def _rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,220 @@
+"""Batched RPN/ROI targets and proposals (fracture_d2.engine.batched_heads) against Detectron2's
+per-image code."""
+
+import copy
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
+from detectron2.modeling.sampling import subsample_labels
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import EventStorage
+
+from fracture_d2.config import get_fracture_cfg
+from fracture_d2.engine.batched_heads import find_top_proposals, make_batched
+from fracture_d2.engine.sync_free import (
+    match_batched,
+    pad_boxes,
+    pairwise_iou_batched,
+    sample_mask,
+)
+
+SIZE = (128, 160)  # (h, w) of every test image
+
+
+def random_boxes(g: torch.Generator, n: int, h: int = SIZE[0], w: int = SIZE[1]) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
+    wh = 4 + torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def near(g: torch.Generator, boxes: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` jittered copies of each box: overlaps of every quality."""
+    rep = boxes.repeat_interleave(k, dim=0)
+    return rep + torch.randn(rep.shape, generator=g) * 6
+
+
+def gt_list(g: torch.Generator, counts=(2, 0, 5, 1)) -> list:
+    return [random_boxes(g, n) for n in counts]
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+def test_iou_and_matchers_identical():
+    g = torch.Generator().manual_seed(0)
+    gts = gt_list(g)
+    props = [torch.cat([near(g, b, 30), random_boxes(g, 200)]) for b in gts]
+    gt, valid = pad_boxes(gts, "cpu")
+    assert gt.shape == (4, 5, 4) and valid.sum(1).tolist() == [2, 0, 5, 1]
+    boxes, _ = pad_boxes(props, "cpu")
+    iou = pairwise_iou_batched(gt, boxes)
+    shared = pairwise_iou_batched(gt, props[0])  # one set of boxes for every image (anchors)
+    for matcher in (Matcher([0.3, 0.7], [0, -1, 1], True), Matcher([0.5], [0, 1], False)):
+        matches, labels = match_batched(matcher, iou, valid)
+        for i, (gt_i, props_i) in enumerate(zip(gts, props, strict=True)):
+            ref = pairwise_iou(Boxes(gt_i), Boxes(props_i))
+            n = len(props_i)
+            assert torch.equal(iou[i, : len(gt_i), :n], ref)
+            assert torch.equal(shared[i, : len(gt_i)], pairwise_iou(Boxes(gt_i), Boxes(props[0])))
+            ref_matches, ref_labels = matcher(ref)
+            assert torch.equal(labels[i, :n], ref_labels)
+            if len(gt_i):  # Detectron2 gives index 0 to every box of an image without gt
+                assert torch.equal(matches[i, :n], ref_matches)
+    empty_gt, empty_valid = pad_boxes([torch.zeros(0, 4)] * 2, "cpu")
+    empty_iou = pairwise_iou_batched(empty_gt, props[0])
+    m, lab = match_batched(Matcher([0.5], [0, 1]), empty_iou, empty_valid)
+    assert m.shape == lab.shape == (2, len(props[0])) and bool((lab == 0).all())
+
+
+def test_batched_sample_mask_rows():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.full((3, 2000), -1, dtype=torch.int8)
+    u = torch.rand(3, 2000, generator=g)
+    labels[u < 0.7] = 0
+    for row, p_pos in enumerate([0.002, 0.2, 0.6]):
+        labels[row, u[row] < p_pos] = 1
+    torch.manual_seed(0)
+    pos, neg = sample_mask(labels, 256, 0.5, 0)
+    for row in range(3):
+        pos_idx, neg_idx = subsample_labels(labels[row], 256, 0.5, 0)
+        assert int(pos[row].sum()) == pos_idx.numel() and int(neg[row].sum()) == neg_idx.numel()
+        assert bool((labels[row][pos[row]] == 1).all()) and bool((labels[row][neg[row]] == 0).all())
+    # uniform within a row: each of 100 positives drawn with probability 30/100
+    labels = torch.tensor([[1] * 100 + [0] * 500] * 4, dtype=torch.int8)
+    counts = torch.zeros(4, 100)
+    for _ in range(500):
+        p, _n = sample_mask(labels, 60, 0.5, 0)
+        counts += p[:, :100].float()
+    freq = counts / 500  # binomial sd ~0.02 per entry
+    assert counts.sum() == 4 * 500 * 30 and float((freq - 0.3).abs().max()) < 0.1
+
+
+def test_rpn_anchor_labels_match_detectron2(model):
+    rpn = model.proposal_generator
+    stock = copy.deepcopy(rpn)
+    stock._subsample_labels = lambda label: label  # Detectron2's labels before sampling
+    batched = make_batched(copy.deepcopy(model)).proposal_generator
+    g = torch.Generator().manual_seed(2)
+    anchors = [Boxes(random_boxes(g, 3000)), Boxes(random_boxes(g, 800))]
+    gts = gt_list(g)
+    insts = []
+    for b in gts:
+        inst = Instances(SIZE)
+        inst.gt_boxes = Boxes(b)
+        insts.append(inst)
+    full, full_boxes = stock.label_and_sample_anchors(anchors, insts)
+    labels, boxes = batched.label_and_sample_anchors(anchors, insts)
+    assert labels.shape == (4, 3800) and boxes.shape == (4, 3800, 4)
+    for i in range(4):
+        pos_idx, neg_idx = subsample_labels(
+            full[i], rpn.batch_size_per_image, rpn.positive_fraction, 0
+        )
+        pos, neg = labels[i] == 1, labels[i] == 0
+        assert int(pos.sum()) == pos_idx.numel() and int(neg.sum()) == neg_idx.numel()
+        assert bool((full[i][pos] == 1).all()) and bool((full[i][neg] == 0).all())
+        assert torch.equal(boxes[i][pos], full_boxes[i][pos])
+    assert int((labels[1] == 1).sum()) == 0 and not boxes[1].any()  # the image without gt
+
+    # losses: the same values and gradients as Detectron2's on the same targets
+    logits = [torch.randn(4, 3000, generator=g), torch.randn(4, 800, generator=g)]
+    deltas = [torch.randn(4, 3000, 4, generator=g), torch.randn(4, 800, 4, generator=g)]
+    for t in logits + deltas:
+        t.requires_grad_(True)
+    with EventStorage(0):
+        ref = stock.losses(anchors, logits, list(labels), deltas, list(boxes))
+        ref_grads = torch.autograd.grad(sum(ref.values()), logits + deltas)
+        out = batched.losses(anchors, logits, labels, deltas, boxes)
+        grads = torch.autograd.grad(sum(out.values()), logits + deltas)
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-5, atol=1e-7)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_find_top_proposals_identical():
+    g = torch.Generator().manual_seed(3)
+    sizes = [SIZE, (100, 120), (64, 64)]
+    proposals, logits = [], []
+    for n in (900, 300, 40):
+        boxes = torch.stack([random_boxes(g, n, 140, 170) - 10 for _ in sizes])
+        boxes[:, ::7, 2] = boxes[:, ::7, 0]  # empty boxes
+        proposals.append(boxes)
+        logits.append(torch.randn(len(sizes), n, generator=g))
+    proposals[0][1, 5, 0] = float("nan")
+    logits[1][2, 3] = float("inf")
+    args = (proposals, logits, sizes, 0.7, 500, 300, 0.0)
+    ref = find_top_rpn_proposals(*args, False)
+    out = find_top_proposals(*args, False)
+    for a, b in zip(ref, out, strict=True):
+        assert a.image_size == b.image_size and len(a) == len(b) > 0
+        assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
+        assert torch.equal(a.objectness_logits, b.objectness_logits)
+    with pytest.raises(FloatingPointError):
+        find_top_proposals(*args, True)
+
+
+def test_roi_sampling_matches_detectron2(model):
+    roi = model.roi_heads
+    batched = make_batched(copy.deepcopy(model)).roi_heads
+    g = torch.Generator().manual_seed(4)
+    gts = gt_list(g)
+    proposals, targets = [], []
+    for b in gts:
+        p = Instances(SIZE)
+        p.proposal_boxes = Boxes(torch.cat([near(g, b, 20), random_boxes(g, 150)]))
+        p.objectness_logits = torch.randn(len(p.proposal_boxes), generator=g)
+        proposals.append(p)
+        t = Instances(SIZE)
+        t.gt_boxes = Boxes(b)
+        t.gt_classes = torch.randint(0, roi.num_classes, (len(b),), generator=g)
+        targets.append(t)
+    with EventStorage(0):
+        ref = roi.label_and_sample_proposals(proposals, targets)
+        out = batched.label_and_sample_proposals(proposals, targets)
+    bg = roi.num_classes
+    for r, o, t in zip(ref, out, targets, strict=True):
+        assert len(o) == len(r)
+        assert int((o.gt_classes == bg).sum()) == int((r.gt_classes == bg).sum())
+        # every sampled box carries the class and box Detectron2 assigns it
+        iou = pairwise_iou(t.gt_boxes, o.proposal_boxes)
+        matches, labels = roi.proposal_matcher(iou)
+        if len(t):
+            want = t.gt_classes[matches].masked_fill(labels == 0, bg)
+            assert torch.equal(o.gt_classes, want)
+            fg = o.gt_classes != bg
+            assert torch.equal(o.gt_boxes.tensor[fg], t.gt_boxes.tensor[matches][fg])
+        else:
+            assert bool((o.gt_classes == bg).all()) and not o.has("gt_boxes")
+
+
+def test_batched_model_trains(model):
+    m = make_batched(copy.deepcopy(model), metrics_period=2)
+    inst = Instances(SIZE)
+    inst.gt_boxes = Boxes(torch.tensor([[20.0, 30.0, 60.0, 70.0], [90.0, 10.0, 120.0, 50.0]]))
+    inst.gt_classes = torch.zeros(2, dtype=torch.int64)
+    empty = Instances(SIZE)
+    empty.gt_boxes = Boxes(torch.zeros(0, 4))
+    empty.gt_classes = torch.zeros(0, dtype=torch.int64)
+    batch = [{"image": torch.rand(3, *SIZE) * 255, "instances": x} for x in (inst, empty)]
+    m.train()
+    for it in range(2):
+        with EventStorage(it) as storage:
+            losses = m(batch)
+            logged = set(storage.histories())
+        assert set(losses) >= {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
+        assert all(torch.isfinite(v) for v in losses.values())
+        sum(losses.values()).backward()
+        assert ("rpn/num_pos_anchors" in logged) == (it == 1)  # every 2nd iteration only
+    m.eval()
+    with torch.no_grad():
+        (pred,) = m([{"image": batch[0]["image"]}])
+    assert pred["instances"].pred_boxes.tensor.shape[1] == 4
