@@ -196,6 +196,36 @@ def test_roi_sampling_matches_detectron2(model):
             assert bool((o.gt_classes == bg).all()) and not o.has("gt_boxes")
 
 
+def test_box_losses_match_detectron2(model):
+    roi = model.roi_heads
+    batched = make_batched(copy.deepcopy(model)).roi_heads.box_predictor
+    g = torch.Generator().manual_seed(5)
+    proposals = []
+    for n_gt in (3, 0):
+        p = Instances(SIZE)
+        p.proposal_boxes = Boxes(random_boxes(g, 40))
+        p.gt_classes = torch.randint(0, roi.num_classes + 1, (40,), generator=g)
+        if n_gt:
+            p.gt_boxes = Boxes(near(g, random_boxes(g, 1), 40))
+        else:
+            p.gt_classes[:] = roi.num_classes
+        proposals.append(p)
+    k = roi.num_classes
+    for agnostic in (False, True):
+        scores = torch.randn(80, k + 1, generator=g, requires_grad=True)
+        deltas = torch.randn(80, 4 if agnostic else 4 * k, generator=g, requires_grad=True)
+        with EventStorage(0):
+            ref = roi.box_predictor.losses((scores, deltas), proposals)
+            out = batched.losses((scores, deltas), proposals)
+        for name in ref:
+            torch.testing.assert_close(out[name], ref[name], rtol=1e-5, atol=1e-7)
+        ref_grads = torch.autograd.grad(sum(ref.values()), (scores, deltas))
+        grads = torch.autograd.grad(sum(out.values()), (scores, deltas))
+        for a, b in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert float(ref["loss_box_reg"].detach()) > 0
+
+
 def test_batched_model_trains(model):
     m = make_batched(copy.deepcopy(model), metrics_period=2)
     inst = Instances(SIZE)

@@ -14,7 +14,9 @@ untouched):
   for all images at once, then one NMS per image as before (two host waits per batch plus one
   per NMS, instead of three to four per image);
 - the ROI heads' proposal labelling and sampling: padded over the batch, one host wait for the
-  sample sizes.
+  sample sizes;
+- the box predictor's losses: a masked box loss, the classification statistics logged only
+  every metrics period.
 
 Matches, labels and proposals are those of Detectron2; the random samples are drawn another
 (equally uniform) way. Switched on by ``FRACTURE.FAST.BATCHED_HEADS``.
@@ -26,10 +28,11 @@ import types
 
 import torch
 import torch.nn.functional as F
-from detectron2.layers import batched_nms, cat
+from detectron2.layers import batched_nms, cat, cross_entropy
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
@@ -213,6 +216,33 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
     return sampled
 
 
+def _box_predictor_losses(self, predictions, proposals):
+    """FastRCNNOutputLayers.losses with a masked box loss (no boolean indexing) and the
+    classification statistics (four host waits) logged only every metrics period."""
+    if self.use_sigmoid_ce or self.box_reg_loss_type != "smooth_l1" or not proposals:
+        return FastRCNNOutputLayers.losses(self, predictions, proposals)
+    scores, pred_deltas = predictions
+    gt_classes = cat([p.gt_classes for p in proposals], dim=0)
+    if _log_now(self):
+        _log_classification_stats(scores, gt_classes)
+    boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+    gt_boxes = cat(  # images without ground truth: any box will do, their RoIs are background
+        [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0
+    )
+    fg = (gt_classes >= 0) & (gt_classes < self.num_classes)
+    if pred_deltas.shape[1] != 4:  # class-specific: the deltas of each RoI's own class
+        cls = gt_classes.clamp(0, self.num_classes - 1)[:, None, None].expand(-1, 1, 4)
+        pred_deltas = pred_deltas.view(-1, self.num_classes, 4).gather(1, cls).squeeze(1)
+    target = self.box2box_transform.get_deltas(boxes, gt_boxes)
+    target = torch.where(fg[:, None], target, torch.zeros_like(target))
+    loc = smooth_l1_loss(pred_deltas, target, self.smooth_l1_beta, reduction="none")
+    losses = {
+        "loss_cls": cross_entropy(scores, gt_classes, reduction="mean"),
+        "loss_box_reg": (loc * fg[:, None]).sum() / max(gt_classes.numel(), 1.0),
+    }
+    return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+
 def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Module:
     """Swap the RPN's and ROI heads' target and proposal code of ``model`` in place (see the
     module doc); parts a model does not have are left alone. Returns ``model``."""
@@ -226,4 +256,8 @@ def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Mo
     if isinstance(roi, ROIHeads):
         roi._metrics_period = max(1, metrics_period)
         roi.label_and_sample_proposals = types.MethodType(_roi_label_and_sample_proposals, roi)
+        predictor = getattr(roi, "box_predictor", None)
+        if isinstance(predictor, FastRCNNOutputLayers):
+            predictor._metrics_period = roi._metrics_period
+            predictor.losses = types.MethodType(_box_predictor_losses, predictor)
     return model
