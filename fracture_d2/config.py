@@ -74,6 +74,9 @@ def add_fracture_config(cfg: CN) -> CN:
     fast.CHANNELS_LAST = True
     # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
     fast.COMPILE_BACKBONE = False
+    # torch.compile mode for COMPILE_BACKBONE: "default", "reduce-overhead" (CUDA graphs: fewer
+    # kernel launches from the host, for fixed input sizes) or "max-autotune".
+    fast.COMPILE_MODE = "default"
     # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
     # Label assignment in the RPN and ROI heads without host-device syncs (fracture_d2.engine.

@@ -31,6 +31,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         out,
         "INPUT.MIN_SIZE_TEST",
         96,
+        "FRACTURE.FAST.BATCHED_HEADS",
+        "True",
         env={"DETECTRON2_DATASETS": str(tmp_path)},
     )
     r = json.loads(out.read_text())
@@ -46,13 +48,18 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         assert "Self CPU" in table.read_text()
         assert r["train"]["profile"][path]["table"] == str(table)
         assert r["train"]["profile"][path]["sync_ops_per_step"]["aten::nonzero"] > 0
+    ops = {k: v["sync_ops_per_step"] for k, v in r["train"]["profile"].items()}
+    waits = {k: v["aten::item"] + v["aten::nonzero"] for k, v in ops.items()}
+    assert waits["project"] < waits["stock"] / 2  # FRACTURE.FAST.BATCHED_HEADS
 
     # the README table from the JSON: one row per measure, ratios as measured
     table = run_script("tools/benchmark_table.py", out).stdout.splitlines()
     assert table[0].startswith("| device | setting |")
     train_row = next(line for line in table if "training img/s" in line)
     assert f"| {r['train']['ratio']:.2f}x |" in train_row
-    assert "faster_rcnn_R_18_FPN_smoke, batch 2, fp32" in train_row
+    assert "faster_rcnn_R_18_FPN_smoke, batch 2, fp32, batched heads" in train_row
+    sync_row = next(line for line in table if "host syncs per training step" in line)
+    assert f"| {round(waits['stock'])} | {round(waits['project'])} |" in sync_row
     assert any("inference batch 2, img/s" in line for line in table)
     bad = tmp_path / "bad.json"
     bad.write_text("{")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import pytest
 import torch
@@ -234,6 +235,14 @@ def test_speed_switches_keep_weights_and_outputs():
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = True  # lazy: compiles on the first call, not run here
     compiled = apply_speed_switches(build_model(cfg), cfg)
     assert list(compiled.state_dict()) == list(plain.state_dict())  # checkpoints stay usable
+    modes = []
+    with mock.patch.object(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw)):
+        cfg.FRACTURE.FAST.COMPILE_MODE = "reduce-overhead"
+        apply_speed_switches(build_model(cfg), cfg)
+        cfg.FRACTURE.FAST.COMPILE_MODE = "fastest"
+        with pytest.raises(ValueError, match="COMPILE_MODE"):
+            apply_speed_switches(build_model(cfg), cfg)
+    assert modes == [{"mode": "reduce-overhead"}]
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = False
     nhwc = apply_speed_switches(build_model(cfg), cfg).eval()
     nhwc.load_state_dict(plain.state_dict())

@@ -7,8 +7,11 @@
 #
 # WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
 # target first, for a machine whose Python already has torch but not detectron2 & co.
-# RUNS: which runs (default "amp512 fp32_512 compile512 amp800"; also syncfree512: fp32 with
-# FRACTURE.FAST.SYNC_FREE_SAMPLING); WORKERS: loader workers;
+# RUNS: which runs, in order (default "batched512 amp512 fp32_512 amp800 compile512 graphs512",
+# about 19 minutes of limits; pick a few on a short lease): batched512 = fp32 with
+# FRACTURE.FAST.BATCHED_HEADS, fracture512 = that with fracture-sized training proposals in
+# both legs, syncfree512 = fp32 with FRACTURE.FAST.SYNC_FREE_SAMPLING, graphs512 = inference
+# only, backbone compiled in CUDA-graph mode; WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
 #   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
 #   EXTRA_ARGS="--patients 3 --train-iters 1 --rounds 1" EXTRA_OPTS="SOLVER.IMS_PER_BATCH 2" ...
@@ -18,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-output/benchmark/gpu}
-RUNS=${RUNS:-amp512 fp32_512 compile512 amp800}
+RUNS=${RUNS:-batched512 amp512 fp32_512 amp800 compile512 graphs512}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -63,6 +66,13 @@ for run in $RUNS; do
       FRACTURE.FAST.COMPILE_BACKBONE True ;;
     syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
       "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
+    batched512) bench batched512 150 --skip-infer --rounds 2 --profile 2 "${OPTS[@]}" \
+      FRACTURE.FAST.BATCHED_HEADS True ;;
+    fracture512) bench fracture512 150 --skip-infer --rounds 2 "${OPTS[@]}" \
+      FRACTURE.FAST.BATCHED_HEADS True MODEL.RPN.PRE_NMS_TOPK_TRAIN 1000 \
+      MODEL.RPN.POST_NMS_TOPK_TRAIN 500 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 ;;
+    graphs512) bench graphs512 200 --skip-train "${OPTS[@]}" FRACTURE.FAST.COMPILE_BACKBONE True \
+      FRACTURE.FAST.COMPILE_MODE reduce-overhead ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
       "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
     *) echo "unknown run $run" ;;

@@ -27,7 +27,23 @@ def setting(r: dict) -> str:
         bits.append("compiled backbone")
     if pairs.get("FRACTURE.FAST.SYNC_FREE_SAMPLING") == "True":
         bits.append("sync-free sampling")
+    if pairs.get("FRACTURE.FAST.BATCHED_HEADS") == "True":
+        bits.append("batched heads")
+    sizes = [pairs.get(f"MODEL.RPN.{k}_NMS_TOPK_TRAIN") for k in ("PRE", "POST")]
+    if any(sizes):
+        bits.append("RPN train top-k " + "/".join(v or "config" for v in sizes))
+    if "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE" in pairs:
+        bits.append(f"{pairs['MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE']} RoIs/image")
     return ", ".join(bits)
+
+
+def syncs(profile: dict) -> int:
+    """Host-device waits per step: CUDA stream syncs on a GPU, else the operators that would
+    wait there (``.item()`` and ``nonzero``)."""
+    ops = profile["sync_ops_per_step"]
+    if "cudaStreamSynchronize" in ops:
+        return round(ops["cudaStreamSynchronize"])
+    return round(ops.get("aten::item", 0) + ops.get("aten::nonzero", 0))
 
 
 def rows(r: dict) -> list[str]:
@@ -49,6 +65,11 @@ def rows(r: dict) -> list[str]:
             f"{s['images_per_second']:.1f}",
             f"{p['images_per_second']:.1f}",
             f"{t['ratio']:.2f}x",
+        )
+    prof = (t or {}).get("profile")
+    if prof:
+        row(
+            "host syncs per training step", *(str(syncs(prof[k])) for k in ("stock", "project")), ""
         )
     i = r.get("inference")
     if i:

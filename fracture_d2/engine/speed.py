@@ -33,7 +33,7 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     to NHWC; ``SYNC_FREE_SAMPLING`` swaps the RPN/ROI label assignment for one without host
     syncs (:mod:`fracture_d2.engine.sync_free`); ``BATCHED_HEADS`` computes the RPN/ROI targets
     and proposals for the whole batch at once (:mod:`fracture_d2.engine.batched_heads`);
-    ``COMPILE_BACKBONE`` compiles the backbone module in place.
+    ``COMPILE_BACKBONE`` compiles the backbone module in place (``COMPILE_MODE``).
     """
     fast = cfg.FRACTURE.FAST
     if fast.CHANNELS_LAST:
@@ -50,7 +50,12 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
 
         make_batched(model, fast.METRICS_PERIOD)
     if fast.COMPILE_BACKBONE:
-        model.backbone.compile()
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if fast.COMPILE_MODE not in modes:
+            raise ValueError(
+                f"FRACTURE.FAST.COMPILE_MODE must be one of {modes}, got {fast.COMPILE_MODE!r}"
+            )
+        model.backbone.compile(mode=fast.COMPILE_MODE)
     return model
 
 
