@@ -24,7 +24,8 @@ def setting(r: dict) -> str:
     if "INPUT.MIN_SIZE_TRAIN" in pairs:
         bits.append(f"short side {pairs['INPUT.MIN_SIZE_TRAIN']}")
     if pairs.get("FRACTURE.FAST.COMPILE_BACKBONE") == "True":
-        bits.append("compiled backbone")
+        mode = pairs.get("FRACTURE.FAST.COMPILE_MODE", "default")
+        bits.append("compiled backbone" + ("" if mode == "default" else f" ({mode})"))
     if pairs.get("FRACTURE.FAST.SYNC_FREE_SAMPLING") == "True":
         bits.append("sync-free sampling")
     if pairs.get("FRACTURE.FAST.BATCHED_HEADS") == "True":
