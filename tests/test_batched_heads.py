@@ -226,6 +226,25 @@ def test_box_losses_match_detectron2(model):
     assert float(ref["loss_box_reg"].detach()) > 0
 
 
+def test_pooler_identical(model):
+    ref = model.roi_heads.box_pooler
+    pooler = make_batched(copy.deepcopy(model)).roi_heads.box_pooler
+    assert len(ref.level_poolers) > 1
+    g = torch.Generator().manual_seed(6)
+    feats = [
+        torch.randn(2, 8, SIZE[0] // s, SIZE[1] // s, generator=g, requires_grad=True)
+        for s in (4, 8, 16, 32)
+    ]
+    small, large = random_boxes(g, 30) / 4, random_boxes(g, 30) * 2  # several levels each
+    boxes = [Boxes(torch.cat([small, large])), Boxes(random_boxes(g, 25))]
+    a, b = ref(feats, boxes), pooler(feats, boxes)
+    assert a.shape[0] == 85 and torch.equal(a, b)
+    ga = torch.autograd.grad(a.square().sum(), feats)
+    gb = torch.autograd.grad(b.square().sum(), feats)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y)
+
+
 def test_batched_model_trains(model):
     m = make_batched(copy.deepcopy(model), metrics_period=2)
     inst = Instances(SIZE)

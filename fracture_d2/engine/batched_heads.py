@@ -15,6 +15,7 @@ untouched):
   per NMS, instead of three to four per image);
 - the ROI heads' proposal labelling and sampling: padded over the batch, one host wait for the
   sample sizes;
+- the box pooler: the RoIs sorted by pyramid level once (one host wait, not one per level);
 - the box predictor's losses: a masked box loss, the classification statistics logged only
   every metrics period.
 
@@ -29,6 +30,11 @@ import types
 import torch
 import torch.nn.functional as F
 from detectron2.layers import batched_nms, cat, cross_entropy
+from detectron2.modeling.poolers import (
+    ROIPooler,
+    assign_boxes_to_levels,
+    convert_boxes_to_pooler_format,
+)
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
@@ -243,6 +249,27 @@ def _box_predictor_losses(self, predictions, proposals):
     return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
 
+def _pooler_forward(self, x, box_lists):
+    """ROIPooler.forward with one host wait for the boxes per level (Detectron2: one per level):
+    the boxes sorted by level once, each level's slice pooled, the same values put back."""
+    if len(self.level_poolers) == 1 or len(box_lists) == 0:
+        return ROIPooler.forward(self, x, box_lists)
+    boxes = convert_boxes_to_pooler_format(box_lists)
+    levels = assign_boxes_to_levels(
+        box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+    )
+    order = torch.argsort(levels, stable=True)
+    counts = torch.bincount(levels, minlength=len(self.level_poolers)).tolist()
+    size = self.output_size
+    output = x[0].new_zeros((len(boxes), x[0].shape[1], size[0], size[1]))
+    start = 0
+    for feature, pooler, count in zip(x, self.level_poolers, counts, strict=True):
+        inds = order[start : start + count]
+        start += count
+        output.index_put_((inds,), pooler(feature, boxes[inds]))
+    return output
+
+
 def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Module:
     """Swap the RPN's and ROI heads' target and proposal code of ``model`` in place (see the
     module doc); parts a model does not have are left alone. Returns ``model``."""
@@ -256,6 +283,9 @@ def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Mo
     if isinstance(roi, ROIHeads):
         roi._metrics_period = max(1, metrics_period)
         roi.label_and_sample_proposals = types.MethodType(_roi_label_and_sample_proposals, roi)
+        pooler = getattr(roi, "box_pooler", None)
+        if isinstance(pooler, ROIPooler):
+            pooler.forward = types.MethodType(_pooler_forward, pooler)
         predictor = getattr(roi, "box_predictor", None)
         if isinstance(predictor, FastRCNNOutputLayers):
             predictor._metrics_period = roi._metrics_period
