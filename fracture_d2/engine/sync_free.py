@@ -17,7 +17,9 @@ same process is untouched):
   chosen with a device-side rank instead of ``nonzero`` + ``randperm`` (the same distribution,
   other random draws).
 
-Switched on by ``FRACTURE.FAST.SYNC_FREE_SAMPLING``.
+Switched on by ``FRACTURE.FAST.SYNC_FREE_SAMPLING``. The padded, whole-batch building blocks
+(:func:`pad_boxes`, :func:`pairwise_iou_batched`, :func:`match_batched`, :func:`sample_mask` on
+a batch of label rows) serve :mod:`.batched_heads` (``FRACTURE.FAST.BATCHED_HEADS``).
 """
 
 from __future__ import annotations
