@@ -14,7 +14,8 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.batched_heads import find_top_proposals, make_batched
+from fracture_d2.engine.batched_heads import make_batched
+from fracture_d2.engine.batched_rpn import find_top_proposals
 from fracture_d2.engine.sync_free import (
     match_batched,
     pad_boxes,

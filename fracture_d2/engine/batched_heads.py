@@ -1,4 +1,5 @@
-"""RPN and ROI-head training targets computed for the whole batch at once.
+"""RPN and ROI-head training targets computed for the whole batch at once (the RPN half lives in
+:mod:`.batched_rpn`).
 
 Detectron2 labels anchors, selects proposals and samples RoIs image by image; every image costs
 a few dozen small operations and several host-device synchronisations, so at batch 16 on a GPU
@@ -10,9 +11,9 @@ untouched):
   the sampling of :mod:`.sync_free` over the batch, no host wait;
 - the RPN's losses: masked sums instead of boolean indexing (no host wait), the anchor counts
   logged only every ``FRACTURE.FAST.METRICS_PERIOD`` iterations;
-- the proposal selection (:func:`find_top_proposals`): finiteness, clipping and the size filter
-  for all images at once, then one NMS per image as before (two host waits per batch plus one
-  per NMS, instead of three to four per image);
+- the proposal selection (:func:`.batched_rpn.find_top_proposals`): finiteness, clipping and
+  the size filter for all images at once, then one NMS per image as before (two host waits per
+  batch plus one per NMS, instead of three to four per image);
 - the ROI heads' proposal labelling and sampling: padded over the batch, one host wait for the
   sample sizes;
 - the box pooler: the RoIs sorted by pyramid level once (one host wait, not one per level);
@@ -28,8 +29,7 @@ from __future__ import annotations
 import types
 
 import torch
-import torch.nn.functional as F
-from detectron2.layers import batched_nms, cat, cross_entropy
+from detectron2.layers import cat, cross_entropy
 from detectron2.modeling.poolers import (
     ROIPooler,
     assign_boxes_to_levels,
@@ -39,142 +39,16 @@ from detectron2.modeling.proposal_generator.proposal_utils import add_ground_tru
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
-from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
-from .sync_free import host_to_device, match_batched, pad_boxes, pairwise_iou_batched, sample_mask
-
-
-def _log_now(module) -> bool:
-    """Whether this iteration writes metrics (``FRACTURE.FAST.METRICS_PERIOD``)."""
-    return (get_event_storage().iter + 1) % module._metrics_period == 0
-
-
-@torch.no_grad()
-def _rpn_label_and_sample_anchors(self, anchors, gt_instances):
-    """RPN.label_and_sample_anchors for the batch: (B, R) int8 labels, (B, R, 4) boxes."""
-    if self.anchor_boundary_thresh >= 0:  # legacy option, off in Detectron2: stock path
-        return RPN.label_and_sample_anchors(self, anchors, gt_instances)
-    anchors = Boxes.cat(anchors).tensor
-    gt, valid = pad_boxes([x.gt_boxes.tensor for x in gt_instances], anchors.device)
-    matches, labels = match_batched(self.anchor_matcher, pairwise_iou_batched(gt, anchors), valid)
-    pos, neg = sample_mask(labels, self.batch_size_per_image, self.positive_fraction, 0)
-    labels = torch.full_like(labels, -1).masked_fill_(pos, 1).masked_fill_(neg, 0)
-    if gt.shape[1] == 0:
-        matched = anchors.new_zeros(len(gt_instances), *anchors.shape)
-    else:  # images without ground truth gather padding zeros, as Detectron2's zeros
-        matched = gt.gather(1, matches[..., None].expand(-1, -1, 4))
-    return labels, matched
-
-
-def _rpn_losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes):
-    """RPN.losses with masked sums (no boolean indexing, so no host wait)."""
-    if self.box_reg_loss_type != "smooth_l1":
-        return RPN.losses(
-            self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
-        )
-    gt_labels = torch.stack(list(gt_labels)) if isinstance(gt_labels, list) else gt_labels
-    gt_boxes = torch.stack(list(gt_boxes)) if isinstance(gt_boxes, list) else gt_boxes
-    num_images = gt_labels.shape[0]
-    pos, valid = gt_labels == 1, gt_labels >= 0
-    if _log_now(self):
-        storage = get_event_storage()
-        counts = torch.stack([pos.sum(), (gt_labels == 0).sum()]).tolist()
-        storage.put_scalar("rpn/num_pos_anchors", counts[0] / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", counts[1] / num_images)
-
-    anchors = Boxes.cat(anchors).tensor
-    deltas = self.box2box_transform.get_deltas(
-        anchors.repeat(num_images, 1), gt_boxes.reshape(-1, 4)
-    ).view(gt_boxes.shape)
-    # boxes of non-positive anchors may be zeros (inf deltas): zero them before the difference
-    deltas = torch.where(pos[..., None], deltas, torch.zeros_like(deltas))
-    pred = cat(pred_anchor_deltas, dim=1)
-    loc = smooth_l1_loss(pred, deltas, self.smooth_l1_beta, reduction="none")
-    localization_loss = (loc * pos[..., None]).sum()
-    objectness_loss = F.binary_cross_entropy_with_logits(
-        cat(pred_objectness_logits, dim=1),
-        gt_labels.clamp(min=0).to(torch.float32),
-        weight=valid.to(torch.float32),
-        reduction="sum",
-    )
-    normalizer = self.batch_size_per_image * num_images
-    losses = {
-        "loss_rpn_cls": objectness_loss / normalizer,
-        "loss_rpn_loc": localization_loss / normalizer,
-    }
-    return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
-
-
-def find_top_proposals(
-    proposals,
-    pred_objectness_logits,
-    image_sizes,
-    nms_thresh: float,
-    pre_nms_topk: int,
-    post_nms_topk: int,
-    min_box_size: float,
-    training: bool,
-):
-    """:func:`detectron2.modeling.proposal_generator.proposal_utils.find_top_rpn_proposals`
-    with the per-image filtering done once for the batch. Boxes it drops (non-finite, empty)
-    become zero boxes scored -inf instead: they suppress nothing and sort last, so NMS keeps the
-    same boxes, and they are cut off the end of each image's result."""
-    device = proposals[0].device
-    batch = torch.arange(len(image_sizes), device=device)
-    boxes, scores, levels = [], [], []
-    for level, (boxes_i, logits_i) in enumerate(
-        zip(proposals, pred_objectness_logits, strict=True)
-    ):
-        k = min(logits_i.shape[1], pre_nms_topk)
-        top_scores, top_idx = logits_i.topk(k, dim=1)
-        boxes.append(boxes_i[batch[:, None], top_idx])
-        scores.append(top_scores)
-        levels.append(torch.full((k,), level, dtype=torch.int64, device=device))
-    boxes, scores, levels = cat(boxes, dim=1), cat(scores, dim=1), cat(levels, dim=0)
-
-    finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
-    if training and not bool(finite.all()):
-        raise FloatingPointError(
-            "Predicted boxes or scores contain Inf/NaN. Training has diverged."
-        )
-    hw = host_to_device(image_sizes, device, boxes.dtype)[:, None, :]  # (B, 1, 2) as (h, w)
-    wh = hw.flip(-1)
-    boxes = torch.cat(
-        [boxes[..., :2].clamp(min=0).minimum(wh), boxes[..., 2:].clamp(min=0).minimum(wh)], dim=-1
-    )
-    size = boxes[..., 2:] - boxes[..., :2]
-    keep = finite & (size > min_box_size).all(dim=-1)
-    boxes = torch.where(keep[..., None], boxes, torch.zeros_like(boxes))
-    scores = scores.masked_fill(~keep, float("-inf"))
-    dropped = (~keep).sum(dim=1).tolist()
-
-    results = []
-    for n, image_size in enumerate(image_sizes):
-        kept = batched_nms(boxes[n], scores[n], levels, nms_thresh)
-        kept = kept[: min(len(kept) - dropped[n], post_nms_topk)]  # dropped boxes are last
-        res = Instances(image_size)
-        res.proposal_boxes = Boxes(boxes[n][kept])
-        res.objectness_logits = scores[n][kept]
-        results.append(res)
-    return results
-
-
-def _rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
-    """RPN.predict_proposals through :func:`find_top_proposals`."""
-    with torch.no_grad():
-        pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
-        return find_top_proposals(
-            pred_proposals,
-            pred_objectness_logits,
-            image_sizes,
-            self.nms_thresh,
-            self.pre_nms_topk[self.training],
-            self.post_nms_topk[self.training],
-            self.min_box_size,
-            self.training,
-        )
+from .batched_rpn import (
+    log_now,
+    rpn_label_and_sample_anchors,
+    rpn_losses,
+    rpn_predict_proposals,
+)
+from .sync_free import match_batched, pad_boxes, pairwise_iou_batched, sample_mask
 
 
 @torch.no_grad()
@@ -215,7 +89,7 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
                 if name.startswith("gt_") and not props.has(name):
                     props.set(name, value[sampled_targets])
         sampled.append(props)
-    if _log_now(self):
+    if log_now(self):
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
         storage.put_scalar("roi_head/num_bg_samples", (sum(num_take) - sum(num_fg)) / len(num_take))
@@ -229,7 +103,7 @@ def _box_predictor_losses(self, predictions, proposals):
         return FastRCNNOutputLayers.losses(self, predictions, proposals)
     scores, pred_deltas = predictions
     gt_classes = cat([p.gt_classes for p in proposals], dim=0)
-    if _log_now(self):
+    if log_now(self):
         _log_classification_stats(scores, gt_classes)
     boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
     gt_boxes = cat(  # images without ground truth: any box will do, their RoIs are background
@@ -276,9 +150,9 @@ def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Mo
     rpn = getattr(model, "proposal_generator", None)
     if isinstance(rpn, RPN):
         rpn._metrics_period = max(1, metrics_period)
-        rpn.label_and_sample_anchors = types.MethodType(_rpn_label_and_sample_anchors, rpn)
-        rpn.losses = types.MethodType(_rpn_losses, rpn)
-        rpn.predict_proposals = types.MethodType(_rpn_predict_proposals, rpn)
+        rpn.label_and_sample_anchors = types.MethodType(rpn_label_and_sample_anchors, rpn)
+        rpn.losses = types.MethodType(rpn_losses, rpn)
+        rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
     roi = getattr(model, "roi_heads", None)
     if isinstance(roi, ROIHeads):
         roi._metrics_period = max(1, metrics_period)
