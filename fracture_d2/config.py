@@ -75,7 +75,8 @@ def add_fracture_config(cfg: CN) -> CN:
     # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
     fast.COMPILE_BACKBONE = False
     # torch.compile mode for COMPILE_BACKBONE: "default", "reduce-overhead" (CUDA graphs: fewer
-    # kernel launches from the host, for fixed input sizes) or "max-autotune".
+    # kernel launches from the host, for fixed input sizes), "max-autotune" or
+    # "max-autotune-no-cudagraphs".
     fast.COMPILE_MODE = "default"
     # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
@@ -83,9 +84,10 @@ def add_fracture_config(cfg: CN) -> CN:
     # sync_free): matchers give identical results; the RPN's anchor sample is drawn another
     # (equally uniform) way. For GPUs; off by default until measured there.
     fast.SYNC_FREE_SAMPLING = False
-    # RPN/ROI-head training targets, RPN losses and proposal selection for the whole batch at
-    # once (fracture_d2.engine.batched_heads): one host sync per stage instead of several per
-    # image; same matches and proposals, samples drawn another (equally uniform) way.
+    # RPN/ROI-head training targets, losses, proposal selection and RoI pooling for the whole
+    # batch at once (fracture_d2.engine.batched_heads): one host sync per stage instead of
+    # several per image; same matches, proposals and pooled features, samples drawn another
+    # (equally uniform) way. For GPUs; off by default until measured there.
     fast.BATCHED_HEADS = False
     # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
     # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
