@@ -40,15 +40,15 @@ from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.utils.events import get_event_storage
-from fvcore.nn import smooth_l1_loss
 
 from .batched_rpn import (
     log_now,
+    masked_smooth_l1,
     rpn_label_and_sample_anchors,
     rpn_losses,
     rpn_predict_proposals,
 )
-from .sync_free import match_batched, pad_boxes, pairwise_iou_batched, sample_mask
+from .sync_free import match_batched, pad_boxes, pairwise_iou_batched, roi_classes, sample_mask
 
 
 @torch.no_grad()
@@ -68,8 +68,8 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
         ).gather(1, matches)
     else:
         gt_classes = torch.zeros_like(matches)
-    gt_classes = gt_classes.masked_fill(match_labels == 0, self.num_classes)
-    gt_classes = gt_classes.masked_fill((match_labels == -1) | ~box_valid, -1)
+    gt_classes = roi_classes(gt_classes, match_labels, self.num_classes)
+    gt_classes = gt_classes.masked_fill(~box_valid, -1)  # padding
     fg, bg = sample_mask(
         gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
     )
@@ -114,11 +114,10 @@ def _box_predictor_losses(self, predictions, proposals):
         cls = gt_classes.clamp(0, self.num_classes - 1)[:, None, None].expand(-1, 1, 4)
         pred_deltas = pred_deltas.view(-1, self.num_classes, 4).gather(1, cls).squeeze(1)
     target = self.box2box_transform.get_deltas(boxes, gt_boxes)
-    target = torch.where(fg[:, None], target, torch.zeros_like(target))
-    loc = smooth_l1_loss(pred_deltas, target, self.smooth_l1_beta, reduction="none")
+    loc = masked_smooth_l1(pred_deltas, target, fg, self.smooth_l1_beta)
     losses = {
         "loss_cls": cross_entropy(scores, gt_classes, reduction="mean"),
-        "loss_box_reg": (loc * fg[:, None]).sum() / max(gt_classes.numel(), 1.0),
+        "loss_box_reg": loc / max(gt_classes.numel(), 1.0),
     }
     return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 

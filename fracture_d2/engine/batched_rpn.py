@@ -11,12 +11,26 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
-from .sync_free import host_to_device, match_batched, pad_boxes, pairwise_iou_batched, sample_mask
+from .sync_free import (
+    host_to_device,
+    match_batched,
+    pad_boxes,
+    pairwise_iou_batched,
+    rpn_subsample_labels,
+)
 
 
 def log_now(module) -> bool:
     """Whether this iteration writes metrics (``FRACTURE.FAST.METRICS_PERIOD``)."""
     return (get_event_storage().iter + 1) % module._metrics_period == 0
+
+
+def masked_smooth_l1(pred, target, mask, beta: float) -> torch.Tensor:
+    """Sum of the smooth-L1 loss over the rows ``mask`` selects, without indexing (which would
+    wait for the device). Unselected targets may be inf (boxes of background anchors are zeros):
+    they are zeroed first, so neither the loss nor its gradient sees them."""
+    target = torch.where(mask[..., None], target, torch.zeros_like(target))
+    return (smooth_l1_loss(pred, target, beta, reduction="none") * mask[..., None]).sum()
 
 
 @torch.no_grad()
@@ -27,8 +41,7 @@ def rpn_label_and_sample_anchors(self, anchors, gt_instances):
     anchors = Boxes.cat(anchors).tensor
     gt, valid = pad_boxes([x.gt_boxes.tensor for x in gt_instances], anchors.device)
     matches, labels = match_batched(self.anchor_matcher, pairwise_iou_batched(gt, anchors), valid)
-    pos, neg = sample_mask(labels, self.batch_size_per_image, self.positive_fraction, 0)
-    labels = torch.full_like(labels, -1).masked_fill_(pos, 1).masked_fill_(neg, 0)
+    labels = rpn_subsample_labels(self, labels)
     if gt.shape[1] == 0:
         matched = anchors.new_zeros(len(gt_instances), *anchors.shape)
     else:  # images without ground truth gather padding zeros, as Detectron2's zeros
@@ -56,11 +69,9 @@ def rpn_losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_del
     deltas = self.box2box_transform.get_deltas(
         anchors.repeat(num_images, 1), gt_boxes.reshape(-1, 4)
     ).view(gt_boxes.shape)
-    # boxes of non-positive anchors may be zeros (inf deltas): zero them before the difference
-    deltas = torch.where(pos[..., None], deltas, torch.zeros_like(deltas))
-    pred = cat(pred_anchor_deltas, dim=1)
-    loc = smooth_l1_loss(pred, deltas, self.smooth_l1_beta, reduction="none")
-    localization_loss = (loc * pos[..., None]).sum()
+    localization_loss = masked_smooth_l1(
+        cat(pred_anchor_deltas, dim=1), deltas, pos, self.smooth_l1_beta
+    )
     objectness_loss = F.binary_cross_entropy_with_logits(
         cat(pred_objectness_logits, dim=1),
         gt_labels.clamp(min=0).to(torch.float32),

@@ -49,19 +49,9 @@ class SyncFreeMatcher(Matcher):
             torch._assert_async(torch.all(q >= 0))
         else:
             assert torch.all(q >= 0)
-        matched_vals, matches = q.max(dim=0)
-        match_labels = torch.ones_like(matches, dtype=torch.int8)
-        for label, low, high in zip(
-            self.labels, self.thresholds[:-1], self.thresholds[1:], strict=True
-        ):
-            match_labels = match_labels.masked_fill(
-                (matched_vals >= low) & (matched_vals < high), label
-            )
-        if self.allow_low_quality_matches:
-            # predictions that are some ground truth's best match (ties included)
-            best = (q == q.max(dim=1, keepdim=True).values).any(dim=0)
-            match_labels = match_labels.masked_fill(best, 1)
-        return matches, match_labels
+        every_row = torch.ones(1, q.shape[0], dtype=torch.bool, device=q.device)
+        matches, match_labels = match_batched(self, q[None], every_row)
+        return matches[0], match_labels[0]
 
 
 def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
@@ -152,18 +142,24 @@ def sample_mask(
     return _random_k(pos, num_pos, max_pos), _random_k(neg, num_neg, num_samples)
 
 
-def _rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
-    """RPN._subsample_labels through :func:`sample_mask`: -1 except the sampled 1s and 0s."""
+def rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
+    """RPN._subsample_labels through :func:`sample_mask` (one label vector or a batch of them):
+    -1 except the sampled 1s and 0s."""
     pos, neg = sample_mask(label, self.batch_size_per_image, self.positive_fraction, 0)
     return label.fill_(-1).masked_fill_(pos, 1).masked_fill_(neg, 0)  # in place, as Detectron2's
+
+
+def roi_classes(matched_classes, match_labels, num_classes: int) -> torch.Tensor:
+    """The ROI heads' training classes: the matched ground truth's class, background
+    (``num_classes``) below the IoU threshold, -1 (ignored) where the matcher says so."""
+    matched_classes = matched_classes.masked_fill(match_labels == 0, num_classes)
+    return matched_classes.masked_fill(match_labels == -1, -1)
 
 
 def _roi_sample_proposals(self, matched_idxs, matched_labels, gt_classes):
     """ROIHeads._sample_proposals with ``masked_fill`` label edits (same results, same draws)."""
     if gt_classes.numel() > 0:
-        gt_classes = gt_classes[matched_idxs]
-        gt_classes = gt_classes.masked_fill(matched_labels == 0, self.num_classes)
-        gt_classes = gt_classes.masked_fill(matched_labels == -1, -1)
+        gt_classes = roi_classes(gt_classes[matched_idxs], matched_labels, self.num_classes)
     else:
         gt_classes = torch.zeros_like(matched_idxs) + self.num_classes
     fg, bg = subsample_labels(
@@ -179,7 +175,7 @@ def make_sync_free(model: torch.nn.Module) -> torch.nn.Module:
     rpn = getattr(model, "proposal_generator", None)
     if rpn is not None and isinstance(getattr(rpn, "anchor_matcher", None), Matcher):
         rpn.anchor_matcher = SyncFreeMatcher.like(rpn.anchor_matcher)
-        rpn._subsample_labels = types.MethodType(_rpn_subsample_labels, rpn)
+        rpn._subsample_labels = types.MethodType(rpn_subsample_labels, rpn)
     roi = getattr(model, "roi_heads", None)
     if roi is not None and isinstance(getattr(roi, "proposal_matcher", None), Matcher):
         roi.proposal_matcher = SyncFreeMatcher.like(roi.proposal_matcher)
