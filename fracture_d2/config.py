@@ -89,6 +89,12 @@ def add_fracture_config(cfg: CN) -> CN:
     # several per image; same matches, proposals and pooled features, samples drawn another
     # (equally uniform) way. For GPUs; off by default until measured there.
     fast.BATCHED_HEADS = False
+    # The NMS of the RPN (every image and pyramid level) and of the box predictor's inference
+    # (every image and class) as one batched tensor computation (fracture_d2.engine.matrix_nms):
+    # the same boxes as torchvision's NMS, no serial kernel and one host sync per batch instead
+    # of one per image, at O(boxes^2) work per group (slower on CPUs). For GPUs; off by default
+    # until measured there.
+    fast.MATRIX_NMS = False
     # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
     # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
     # "bfloat16" or "float16" (GPUs). Measured: R50-FPN CPU latency 1.75x lower, same AP50;

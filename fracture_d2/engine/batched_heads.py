@@ -38,7 +38,12 @@ from detectron2.modeling.poolers import (
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.modeling.roi_heads.fast_rcnn import (
+    FastRCNNOutputLayers,
+    _log_classification_stats,
+    fast_rcnn_inference,
+)
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from .batched_rpn import (
@@ -48,7 +53,15 @@ from .batched_rpn import (
     rpn_losses,
     rpn_predict_proposals,
 )
-from .sync_free import match_batched, pad_boxes, pairwise_iou_batched, roi_classes, sample_mask
+from .matrix_nms import nms_keep
+from .sync_free import (
+    host_to_device,
+    match_batched,
+    pad_boxes,
+    pairwise_iou_batched,
+    roi_classes,
+    sample_mask,
+)
 
 
 @torch.no_grad()
@@ -141,6 +154,85 @@ def _pooler_forward(self, x, box_lists):
         start += count
         output.index_put_((inds,), pooler(feature, boxes[inds]))
     return output
+
+
+def fast_rcnn_inference_batched(
+    boxes, scores, image_shapes, score_thresh: float, nms_thresh: float, topk_per_image: int
+):
+    """:func:`detectron2.modeling.roi_heads.fast_rcnn.fast_rcnn_inference` for the whole batch:
+    the RoIs of all images padded into one tensor, clipped, thresholded and suppressed per image
+    and class by one :func:`.matrix_nms.nms_keep`, then the ``topk_per_image`` best per image.
+    One host wait for the detection counts (plus the NMS's convergence checks); the same
+    detections as Detectron2's, ordered by descending score. The kept indices index the RoIs
+    given (Detectron2's count only the rows left after dropping non-finite ones)."""
+    lengths = [len(s) for s in scores]
+    if max(lengths, default=0) == 0:
+        return fast_rcnn_inference(
+            boxes, scores, image_shapes, score_thresh, nms_thresh, topk_per_image
+        )
+    n_img, device = len(scores), scores[0].device
+    b = torch.nn.utils.rnn.pad_sequence(list(boxes), batch_first=True)  # (B, R, C' * 4)
+    s = torch.nn.utils.rnn.pad_sequence(list(scores), batch_first=True)  # (B, R, C + 1)
+    rows = b.shape[1]
+    lengths = host_to_device(lengths, device, torch.int64)
+    valid = torch.arange(rows, device=device) < lengths[:, None]
+    valid &= torch.isfinite(b).all(dim=2) & torch.isfinite(s).all(dim=2)
+    s = s[..., :-1]
+    classes = s.shape[2]
+    b = torch.where(valid[..., None], b, torch.zeros_like(b)).view(n_img, rows, -1, 4)
+    hw = host_to_device(image_shapes, device, b.dtype)[:, None, None, :]  # (B, 1, 1, 2)
+    wh = hw.flip(-1)
+    b = torch.cat([b[..., :2].clamp(min=0).minimum(wh), b[..., 2:].clamp(min=0).minimum(wh)], -1)
+    b = b.expand(-1, -1, classes, -1)  # class-agnostic regression: one box for every class
+    candidate = valid[..., None] & (s > score_thresh)  # (B, R, C)
+    kept = nms_keep(
+        b.transpose(1, 2).flatten(0, 1),  # groups: (image, class)
+        s.transpose(1, 2).flatten(0, 1),
+        candidate.transpose(1, 2).flatten(0, 1),
+        nms_thresh,
+    )
+    kept = kept.view(n_img, classes, rows).transpose(1, 2).reshape(n_img, -1)  # (r, c) order
+    ranked = s.reshape(n_img, -1).masked_fill(~kept, float("-inf"))
+    limit = ranked.shape[1] if topk_per_image < 0 else min(topk_per_image, ranked.shape[1])
+    top = ranked.topk(limit, dim=1)
+    counts = kept.sum(dim=1).clamp(max=limit).tolist()
+    flat = b.reshape(n_img, -1, 4)
+    results, kept_rois = [], []
+    for n, image_shape in enumerate(image_shapes):
+        idx = top.indices[n, : counts[n]]
+        res = Instances(image_shape)
+        res.pred_boxes = Boxes(flat[n][idx])
+        res.scores = top.values[n, : counts[n]]
+        res.pred_classes = idx % classes
+        results.append(res)
+        kept_rois.append(idx // classes)
+    return results, kept_rois
+
+
+def _box_predictor_inference(self, predictions, proposals):
+    """FastRCNNOutputLayers.inference through :func:`fast_rcnn_inference_batched`."""
+    return fast_rcnn_inference_batched(
+        self.predict_boxes(predictions, proposals),
+        self.predict_probs(predictions, proposals),
+        [x.image_size for x in proposals],
+        self.test_score_thresh,
+        self.test_nms_thresh,
+        self.test_topk_per_image,
+    )
+
+
+def use_matrix_nms(model: torch.nn.Module) -> torch.nn.Module:
+    """``FRACTURE.FAST.MATRIX_NMS``: the RPN's proposal selection (:func:`.batched_rpn.
+    find_top_proposals`) and the box predictor's inference (:func:`fast_rcnn_inference_batched`)
+    of ``model`` run every image's NMS at once (:mod:`.matrix_nms`). Returns ``model``."""
+    rpn = getattr(model, "proposal_generator", None)
+    if isinstance(rpn, RPN):
+        rpn._matrix_nms = True
+        rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if isinstance(predictor, FastRCNNOutputLayers) and not predictor.use_sigmoid_ce:
+        predictor.inference = types.MethodType(_box_predictor_inference, predictor)
+    return model
 
 
 def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Module:

@@ -11,6 +11,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
+from .matrix_nms import nms_keep
 from .sync_free import (
     host_to_device,
     match_batched,
@@ -95,11 +96,13 @@ def find_top_proposals(
     post_nms_topk: int,
     min_box_size: float,
     training: bool,
+    matrix_nms: bool = False,
 ):
     """:func:`detectron2.modeling.proposal_generator.proposal_utils.find_top_rpn_proposals`
     with the per-image filtering done once for the batch. Boxes it drops (non-finite, empty)
     become zero boxes scored -inf instead: they suppress nothing and sort last, so NMS keeps the
-    same boxes, and they are cut off the end of each image's result."""
+    same boxes, and they are cut off the end of each image's result. ``matrix_nms``: the NMS of
+    every image and level at once (:func:`.matrix_nms.nms_keep`) instead of one per image."""
     device = proposals[0].device
     batch = torch.arange(len(image_sizes), device=device)
     boxes, scores, levels = [], [], []
@@ -111,6 +114,7 @@ def find_top_proposals(
         boxes.append(boxes_i[batch[:, None], top_idx])
         scores.append(top_scores)
         levels.append(torch.full((k,), level, dtype=torch.int64, device=device))
+    level_sizes = [len(x) for x in levels]
     boxes, scores, levels = cat(boxes, dim=1), cat(scores, dim=1), cat(levels, dim=0)
 
     finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
@@ -127,6 +131,10 @@ def find_top_proposals(
     keep = finite & (size > min_box_size).all(dim=-1)
     boxes = torch.where(keep[..., None], boxes, torch.zeros_like(boxes))
     scores = scores.masked_fill(~keep, float("-inf"))
+    if matrix_nms:
+        return _top_after_matrix_nms(
+            boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk
+        )
     dropped = (~keep).sum(dim=1).tolist()
 
     results = []
@@ -136,6 +144,40 @@ def find_top_proposals(
         res = Instances(image_size)
         res.proposal_boxes = Boxes(boxes[n][kept])
         res.objectness_logits = scores[n][kept]
+        results.append(res)
+    return results
+
+
+def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``x`` zero-padded (False for booleans) along dimension 1 to ``width``."""
+    if x.shape[1] == width:
+        return x
+    pad = x.new_zeros((x.shape[0], width - x.shape[1], *x.shape[2:]))
+    return torch.cat([x, pad], dim=1)
+
+
+def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk):
+    """The end of :func:`find_top_proposals` with one NMS over all images and levels: (B, N)
+    candidates in level blocks of ``level_sizes`` -> per image the ``post_topk`` best kept
+    boxes, by descending score (as Detectron2's ``batched_nms`` orders them). One host wait
+    for the counts (plus the NMS's convergence checks)."""
+    n_img, width = len(image_sizes), max(level_sizes)
+    gb, gs, gv = (  # (B, N, ...) -> (B, L, width, ...); the padding is invalid
+        torch.stack([_pad_dim1(x, width) for x in torch.split(t, level_sizes, dim=1)], dim=1)
+        for t in (boxes, scores, valid)
+    )
+    kept = nms_keep(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
+    kept = kept.view(n_img, -1)
+    ranked = gs.view(n_img, -1).masked_fill(~kept, float("-inf"))
+    top = ranked.topk(min(post_topk, ranked.shape[1]), dim=1)
+    counts = kept.sum(dim=1).clamp(max=post_topk).tolist()
+    flat = gb.view(n_img, -1, 4)
+    results = []
+    for n, image_size in enumerate(image_sizes):
+        idx = top.indices[n, : counts[n]]
+        res = Instances(image_size)
+        res.proposal_boxes = Boxes(flat[n][idx])
+        res.objectness_logits = top.values[n, : counts[n]]
         results.append(res)
     return results
 
@@ -153,4 +195,5 @@ def rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_del
             self.post_nms_topk[self.training],
             self.min_box_size,
             self.training,
+            getattr(self, "_matrix_nms", False),
         )

@@ -33,6 +33,7 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     to NHWC; ``SYNC_FREE_SAMPLING`` swaps the RPN/ROI label assignment for one without host
     syncs (:mod:`fracture_d2.engine.sync_free`); ``BATCHED_HEADS`` computes the RPN/ROI targets
     and proposals for the whole batch at once (:mod:`fracture_d2.engine.batched_heads`);
+    ``MATRIX_NMS`` runs the NMS of all images at once (:mod:`fracture_d2.engine.matrix_nms`);
     ``COMPILE_BACKBONE`` compiles the backbone module in place (``COMPILE_MODE``).
     """
     fast = cfg.FRACTURE.FAST
@@ -49,6 +50,10 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
         from .batched_heads import make_batched
 
         make_batched(model, fast.METRICS_PERIOD)
+    if fast.MATRIX_NMS:
+        from .batched_heads import use_matrix_nms
+
+        use_matrix_nms(model)
     if fast.COMPILE_BACKBONE:
         modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         if fast.COMPILE_MODE not in modes:

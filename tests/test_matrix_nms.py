@@ -1,0 +1,131 @@
+"""Batched NMS (fracture_d2.engine.matrix_nms) and the RPN / box-predictor inference built on it,
+against torchvision's NMS and Detectron2's per-image code."""
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from detectron2.modeling import build_model
+from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+
+from fracture_d2.config import get_fracture_cfg
+from fracture_d2.engine.batched_heads import fast_rcnn_inference_batched, use_matrix_nms
+from fracture_d2.engine.batched_rpn import find_top_proposals
+from fracture_d2.engine.matrix_nms import nms_keep
+
+
+def clustered_boxes(g: torch.Generator, groups: int, n: int, spread: float = 6.0) -> torch.Tensor:
+    """(groups, n, 4) boxes around 10 centres per group: overlaps of every degree."""
+    centres = torch.rand(groups, 10, 2, generator=g) * 150
+    pick = torch.randint(0, 10, (groups, n), generator=g)
+    xy = centres.gather(1, pick[..., None].expand(-1, -1, 2))
+    xy = xy + torch.randn(groups, n, 2, generator=g) * spread
+    wh = 8 + torch.rand(groups, n, 2, generator=g) * 30
+    return torch.cat([xy - wh / 2, xy + wh / 2], dim=-1)
+
+
+def torchvision_keep(boxes, scores, valid, threshold):
+    keep = torch.zeros_like(valid)
+    for i in range(len(boxes)):
+        idx = valid[i].nonzero()[:, 0]
+        keep[i, idx[torchvision.ops.nms(boxes[i, idx], scores[i, idx], threshold)]] = True
+    return keep
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_keep_equals_torchvision(threshold):
+    g = torch.Generator().manual_seed(int(threshold * 10))
+    for n in (1, 7, 300):
+        boxes = clustered_boxes(g, 5, n)
+        scores = torch.randint(0, 40, (5, n), generator=g).float() / 40  # many ties
+        valid = torch.rand(5, n, generator=g) > 0.15
+        valid[0] = False  # a group without boxes
+        keep = nms_keep(boxes, scores, valid, threshold)
+        assert torch.equal(keep, torchvision_keep(boxes, scores, valid, threshold))
+        assert not keep[0].any() and not (keep & ~valid).any()
+
+
+def test_nms_keep_long_chain_needs_many_rounds():
+    """Boxes in a row, each overlapping only its neighbours, scores falling along the row: greedy
+    NMS keeps every other box, and each decision waits for the one before it (30 rounds), so
+    stopping after any fixed number of convergence checks would be wrong."""
+    n = 30
+    x = torch.arange(n, dtype=torch.float32) * 3.0
+    boxes = torch.stack([x, torch.zeros(n), x + 10, torch.full((n,), 10.0)], dim=1)[None]
+    scores = torch.linspace(1.0, 0.1, n)[None]
+    valid = torch.ones(1, n, dtype=torch.bool)
+    # neighbours: IoU 7/13 = 0.54 > 0.5; two apart: 4/16 = 0.25
+    keep = nms_keep(boxes, scores, valid, 0.5, check_every=2)
+    expected = torch.zeros(1, n, dtype=torch.bool)
+    expected[0, ::2] = True
+    assert torch.equal(keep, expected)
+    assert torch.equal(keep, torchvision_keep(boxes, scores, valid, 0.5))
+
+
+def test_find_top_proposals_matrix_nms_matches_detectron2():
+    g = torch.Generator().manual_seed(5)
+    sizes = [(128, 160), (100, 120), (64, 64)]
+    proposals, logits = [], []
+    for n in (900, 300, 40):
+        boxes = torch.cat([clustered_boxes(g, 1, n) for _ in sizes]) - 10
+        boxes[:, ::7, 2] = boxes[:, ::7, 0]  # empty boxes
+        proposals.append(boxes)
+        logits.append(torch.randn(len(sizes), n, generator=g))
+    proposals[0][1, 5, 0] = float("nan")
+    logits[1][2, 3] = float("inf")
+    for post in (50, 1000):  # cut by post_nms_topk / every kept box
+        args = (proposals, logits, sizes, 0.7, 500, post, 0.0)
+        ref = find_top_rpn_proposals(*args, False)
+        out = find_top_proposals(*args, False, matrix_nms=True)
+        for a, b in zip(ref, out, strict=True):
+            assert a.image_size == b.image_size and len(a) == len(b) > 0
+            assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
+            assert torch.equal(a.objectness_logits, b.objectness_logits)
+    assert len(out[0]) < 1000  # NMS removed boxes
+
+
+@pytest.mark.parametrize("agnostic", [False, True])
+@pytest.mark.parametrize("topk", [5, -1])
+def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk):
+    g = torch.Generator().manual_seed(7)
+    classes, shapes, lengths = 3, [(120, 150), (90, 200), (100, 100), (80, 80)], [60, 25, 0, 40]
+    boxes, scores = [], []
+    for n in lengths:
+        b = clustered_boxes(g, 1 if agnostic else classes, n, spread=4.0).permute(1, 0, 2)
+        boxes.append(b.reshape(n, 4 * b.shape[1]) - 5)  # some outside the image: clipped
+        scores.append(torch.softmax(torch.randn(n, classes + 1, generator=g) * 2, dim=1))
+    boxes[0][3, 1] = float("inf")
+    scores[1][4, 0] = float("nan")
+    args = (boxes, scores, shapes, 0.05, 0.5, topk)
+    ref, ref_idx = fast_rcnn_inference(*args)
+    out, out_idx = fast_rcnn_inference_batched(*args)
+    assert sum(len(r) for r in ref) > 10
+    for a, b, ia, ib, x, s in zip(ref, out, ref_idx, out_idx, boxes, scores, strict=True):
+        assert a.image_size == b.image_size and len(a) == len(b)
+        assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+        assert torch.equal(a.scores, b.scores)
+        assert torch.equal(a.pred_classes, b.pred_classes)
+        # Detectron2's indices count the finite rows only; these index the RoIs given
+        finite = (torch.isfinite(x).all(1) & torch.isfinite(s).all(1)).nonzero()[:, 0]
+        assert torch.equal(finite[ia], ib)
+
+
+def test_matrix_nms_model_predicts_like_stock():
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # a random model: keep every detection
+    torch.manual_seed(0)
+    stock = build_model(cfg).eval()
+    fast = use_matrix_nms(copy.deepcopy(stock))
+    images = [{"image": torch.rand(3, 128, 160) * 255}, {"image": torch.rand(3, 96, 128) * 255}]
+    with torch.no_grad():
+        ref, out = stock(images), fast(images)
+    for a, b in zip(ref, out, strict=True):
+        a, b = a["instances"], b["instances"]
+        assert len(a) == len(b) > 0
+        assert torch.allclose(a.pred_boxes.tensor, b.pred_boxes.tensor)
+        assert torch.allclose(a.scores, b.scores)
+        assert torch.equal(a.pred_classes, b.pred_classes)
