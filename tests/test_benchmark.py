@@ -33,6 +33,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         96,
         "FRACTURE.FAST.BATCHED_HEADS",
         "True",
+        "FRACTURE.FAST.MATRIX_NMS",
+        "True",
         "FRACTURE.FAST.METRICS_PERIOD",
         20,
         env={"DETECTRON2_DATASETS": str(tmp_path)},
@@ -55,16 +57,23 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     # FRACTURE.FAST.BATCHED_HEADS: about a third of stock's (the project without it: as many);
     # the rest is mostly torchvision's per-level NMS loop on CPUs, which varies with the boxes
     assert waits["project"] < 0.6 * waits["stock"]
+    # dispatched operators per step (fewer with the switches: tests/test_matrix_nms.py)
+    steps = {k: v["ops_per_step"] for k, v in r["train"]["profile"].items()}
+    assert steps["project"] > 1000 and steps["stock"] > 1000
+    assert all(r["inference"][k]["batch1_ops"] > 100 for k in ("stock", "project"))
 
     # the README table from the JSON: one row per measure, ratios as measured
     table = run_script("tools/benchmark_table.py", out).stdout.splitlines()
     assert table[0].startswith("| device | setting |")
     train_row = next(line for line in table if "training img/s" in line)
     assert f"| {r['train']['ratio']:.2f}x |" in train_row
-    assert "faster_rcnn_R_18_FPN_smoke, batch 2, fp32, batched heads" in train_row
+    assert "faster_rcnn_R_18_FPN_smoke, batch 2, fp32, batched heads, matrix NMS" in train_row
     sync_row = next(line for line in table if "host syncs per training step" in line)
     assert f"| {round(waits['stock'])} | {round(waits['project'])} |" in sync_row
     assert any("inference batch 2, img/s" in line for line in table)
+    ops_row = next(line for line in table if "operators per training step" in line)
+    assert f"| {steps['stock']:.0f} | {steps['project']:.0f} |" in ops_row
+    assert any("operators per image, batch 1" in line for line in table)
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     proc = run_script("tools/benchmark_table.py", bad, check=False)

@@ -9,10 +9,17 @@ import torchvision
 from detectron2.modeling import build_model
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.batched_heads import fast_rcnn_inference_batched, use_matrix_nms
+from fracture_d2.engine.batched_heads import (
+    fast_rcnn_inference_batched,
+    make_batched,
+    use_matrix_nms,
+)
 from fracture_d2.engine.batched_rpn import find_top_proposals
+from fracture_d2.engine.benchmark import OpCounter, count_ops
 from fracture_d2.engine.matrix_nms import nms_keep
 
 
@@ -129,3 +136,39 @@ def test_matrix_nms_model_predicts_like_stock():
         assert torch.allclose(a.pred_boxes.tensor, b.pred_boxes.tensor)
         assert torch.allclose(a.scores, b.scores)
         assert torch.equal(a.pred_classes, b.pred_classes)
+
+
+def test_op_counter_counts_forward_and_backward():
+    x = torch.ones(3, requires_grad=True)
+    assert count_ops(lambda: x + 1) == 1
+    with OpCounter() as forward_only:
+        y = (x * 2).sum()
+    with OpCounter() as both:
+        (x * 2).sum().backward()
+    assert forward_only.count == 2 and both.count > 4 and torch.equal(x.grad, torch.full((3,), 2.0))
+    del y
+
+
+def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
+    """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch
+    on a GPU, README "Speed"): the switches cut the forward + backward's count by over 40%."""
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    stock = build_model(cfg).train()
+    fast = use_matrix_nms(make_batched(copy.deepcopy(stock), metrics_period=20))
+    g = torch.Generator().manual_seed(1)
+    batch = []
+    for n in range(8):
+        inst = Instances((96, 128))
+        inst.gt_boxes = Boxes(clustered_boxes(g, 1, n % 3)[0] + 40)
+        inst.gt_classes = torch.zeros(n % 3, dtype=torch.int64)
+        batch.append({"image": torch.rand(3, 96, 128, generator=g) * 255, "instances": inst})
+
+    def step(model):
+        with EventStorage(0):
+            sum(model(batch).values()).backward()
+
+    ops = {name: count_ops(step, m) for name, m in (("stock", stock), ("fast", fast))}
+    assert ops["fast"] < 0.6 * ops["stock"], ops  # measured: 1825 vs 3410

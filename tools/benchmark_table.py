@@ -74,6 +74,11 @@ def rows(r: dict) -> list[str]:
         row(
             "host syncs per training step", *(str(syncs(prof[k])) for k in ("stock", "project")), ""
         )
+        if "ops_per_step" in prof["stock"]:
+            ops = [prof[k]["ops_per_step"] for k in ("stock", "project")]
+            row(
+                "operators per training step", *(f"{x:.0f}" for x in ops), f"{ops[1] / ops[0]:.2f}x"
+            )
     i = r.get("inference")
     if i:
         s, p = i["stock"], i["project"]
@@ -83,6 +88,9 @@ def rows(r: dict) -> list[str]:
             f"{p['batch1_latency_ms']:.1f}",
             f"latency {i['latency_ratio']:.2f}x",
         )
+        if "batch1_ops" in s:
+            ops = (s["batch1_ops"], p["batch1_ops"])
+            row("operators per image, batch 1", *map(str, ops), f"{ops[1] / ops[0]:.2f}x")
         key = next(k for k in s if k.endswith("_images_per_second"))
         n = key[len("batch") : -len("_images_per_second")]
         row(

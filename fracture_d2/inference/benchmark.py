@@ -12,6 +12,7 @@ import torch
 
 from fracture_d2.engine.benchmark import (
     Timing,
+    count_ops,
     leg_flags,
     median_latency,
     peak_gpu_mem,
@@ -98,11 +99,13 @@ def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) 
                 f"batch-{batch_size} {len(grays) / seconds:.2f} img/s"
             )
     out = {}
-    for name in paths:
+    for name, p in paths.items():
+        leg_flags(name, legs[name])
         out[name] = {
             "batch1_latency_ms": 1000 * float(np.median(lat[name])),
             f"batch{batch_size}_images_per_second": thr[name].per_second,
             "peak_gpu_mem_gib": thr[name].peak_gpu_mem_gib,
+            "batch1_ops": count_ops(p.one, grays[0]),  # dispatched ATen operators per image
         }
     out["latency_ratio"] = out["project"]["batch1_latency_ms"] / out["stock"]["batch1_latency_ms"]
     out["throughput_ratio"] = (
