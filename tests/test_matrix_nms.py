@@ -119,6 +119,36 @@ def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk):
         assert torch.equal(finite[ia], ib)
 
 
+@pytest.mark.parametrize("matrix", [False, True])
+def test_rpn_proposals_identical(matrix):
+    """The batched RPN inference (top-k before one decode, cached anchors, either NMS) gives
+    Detectron2's proposals bit for bit."""
+    from detectron2.structures import ImageList
+
+    from fracture_d2.engine.batched_rpn import batch_rpn_inference
+
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    rpn = copy.deepcopy(model.proposal_generator)
+    batch_rpn_inference(rpn, matrix_nms=matrix)
+    g = torch.Generator().manual_seed(2)
+    for h, w in ((128, 160), (96, 128), (128, 160)):  # the third takes the anchors from the cache
+        images = ImageList.from_tensors([torch.rand(3, h, w, generator=g) * 255] * 2, 32)
+        images.image_sizes[1] = (h - 20, w - 10)  # clipped differently
+        with torch.no_grad():
+            features = model.backbone(images.tensor)
+            ref, _ = model.proposal_generator(images, features)
+            out, _ = rpn(images, features)
+        for a, b in zip(ref, out, strict=True):
+            assert len(a) == len(b) > 10
+            assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
+            assert torch.equal(a.objectness_logits, b.objectness_logits)
+    assert len(rpn.anchor_generator._anchor_cache) == 2
+
+
 def test_matrix_nms_model_predicts_like_stock():
     cfg = get_fracture_cfg()
     cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")

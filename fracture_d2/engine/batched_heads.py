@@ -47,11 +47,11 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from .batched_rpn import (
+    batch_rpn_inference,
     log_now,
     masked_smooth_l1,
     rpn_label_and_sample_anchors,
     rpn_losses,
-    rpn_predict_proposals,
 )
 from .matrix_nms import nms_keep
 from .sync_free import (
@@ -227,8 +227,7 @@ def use_matrix_nms(model: torch.nn.Module) -> torch.nn.Module:
     of ``model`` run every image's NMS at once (:mod:`.matrix_nms`). Returns ``model``."""
     rpn = getattr(model, "proposal_generator", None)
     if isinstance(rpn, RPN):
-        rpn._matrix_nms = True
-        rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
+        batch_rpn_inference(rpn, matrix_nms=True)
     predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
     if isinstance(predictor, FastRCNNOutputLayers) and not predictor.use_sigmoid_ce:
         predictor.inference = types.MethodType(_box_predictor_inference, predictor)
@@ -243,7 +242,7 @@ def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Mo
         rpn._metrics_period = max(1, metrics_period)
         rpn.label_and_sample_anchors = types.MethodType(rpn_label_and_sample_anchors, rpn)
         rpn.losses = types.MethodType(rpn_losses, rpn)
-        rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
+        batch_rpn_inference(rpn)
     roi = getattr(model, "roi_heads", None)
     if isinstance(roi, ROIHeads):
         roi._metrics_period = max(1, metrics_period)

@@ -3,9 +3,12 @@ RPN half of :mod:`.batched_heads`, ``FRACTURE.FAST.BATCHED_HEADS``)."""
 
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn.functional as F
 from detectron2.layers import batched_nms, cat
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
@@ -99,24 +102,65 @@ def find_top_proposals(
     matrix_nms: bool = False,
 ):
     """:func:`detectron2.modeling.proposal_generator.proposal_utils.find_top_rpn_proposals`
-    with the per-image filtering done once for the batch. Boxes it drops (non-finite, empty)
-    become zero boxes scored -inf instead: they suppress nothing and sort last, so NMS keeps the
-    same boxes, and they are cut off the end of each image's result. ``matrix_nms``: the NMS of
-    every image and level at once (:func:`.matrix_nms.nms_keep`) instead of one per image."""
-    device = proposals[0].device
-    batch = torch.arange(len(image_sizes), device=device)
-    boxes, scores, levels = [], [], []
-    for level, (boxes_i, logits_i) in enumerate(
-        zip(proposals, pred_objectness_logits, strict=True)
-    ):
-        k = min(logits_i.shape[1], pre_nms_topk)
-        top_scores, top_idx = logits_i.topk(k, dim=1)
+    with the per-image filtering done once for the batch (:func:`select_proposals`)."""
+    batch = torch.arange(len(image_sizes), device=proposals[0].device)
+    boxes, scores = [], []
+    for boxes_i, logits_i in zip(proposals, pred_objectness_logits, strict=True):
+        top_scores, top_idx = logits_i.topk(min(logits_i.shape[1], pre_nms_topk), dim=1)
         boxes.append(boxes_i[batch[:, None], top_idx])
         scores.append(top_scores)
-        levels.append(torch.full((k,), level, dtype=torch.int64, device=device))
-    level_sizes = [len(x) for x in levels]
-    boxes, scores, levels = cat(boxes, dim=1), cat(scores, dim=1), cat(levels, dim=0)
+    return select_proposals(
+        cat(boxes, dim=1),
+        cat(scores, dim=1),
+        [x.shape[1] for x in scores],
+        image_sizes,
+        nms_thresh,
+        post_nms_topk,
+        min_box_size,
+        training,
+        matrix_nms,
+    )
 
+
+def top_decoded_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, topk: int):
+    """Each level's ``topk`` best anchors per image by objectness, decoded: (B, N, 4) boxes,
+    (B, N) scores and the level sizes. Detectron2 decodes every anchor and then takes the top
+    k; decoding is row by row, so decoding only those gives the same boxes, here with one
+    ``apply_deltas`` for all levels instead of one per level."""
+    batch = torch.arange(pred_anchor_deltas[0].shape[0], device=pred_anchor_deltas[0].device)
+    picked_anchors, picked_deltas, scores = [], [], []
+    for anchors_i, logits_i, deltas_i in zip(
+        anchors, pred_objectness_logits, pred_anchor_deltas, strict=True
+    ):
+        top_scores, top_idx = logits_i.topk(min(logits_i.shape[1], topk), dim=1)
+        picked_anchors.append(anchors_i.tensor[top_idx])
+        picked_deltas.append(deltas_i[batch[:, None], top_idx])
+        scores.append(top_scores)
+    deltas = cat(picked_deltas, dim=1)
+    boxes = self.box2box_transform.apply_deltas(
+        deltas.reshape(-1, deltas.shape[-1]), cat(picked_anchors, dim=1).reshape(-1, 4)
+    )
+    return boxes.view(deltas.shape), cat(scores, dim=1), [x.shape[1] for x in scores]
+
+
+def select_proposals(
+    boxes,
+    scores,
+    level_sizes: list[int],
+    image_sizes,
+    nms_thresh: float,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+    matrix_nms: bool = False,
+):
+    """The rest of ``find_top_rpn_proposals`` for (B, N, 4) candidate boxes and (B, N) scores
+    in blocks of ``level_sizes`` per pyramid level: finiteness, clipping and the size filter for
+    all images at once. Boxes it drops (non-finite, empty) become zero boxes scored -inf
+    instead: they suppress nothing and sort last, so NMS keeps the same boxes, and they are cut
+    off the end of each image's result. ``matrix_nms``: the NMS of every image and level at
+    once (:func:`.matrix_nms.nms_keep`) instead of one per image."""
+    device = boxes.device
     finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
     if training and not bool(finite.all()):
         raise FloatingPointError(
@@ -136,7 +180,9 @@ def find_top_proposals(
             boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk
         )
     dropped = (~keep).sum(dim=1).tolist()
-
+    levels = cat(
+        [torch.full((k,), i, dtype=torch.int64, device=device) for i, k in enumerate(level_sizes)]
+    )
     results = []
     for n, image_size in enumerate(image_sizes):
         kept = batched_nms(boxes[n], scores[n], levels, nms_thresh)
@@ -157,7 +203,7 @@ def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk):
-    """The end of :func:`find_top_proposals` with one NMS over all images and levels: (B, N)
+    """The end of :func:`select_proposals` with one NMS over all images and levels: (B, N)
     candidates in level blocks of ``level_sizes`` -> per image the ``post_topk`` best kept
     boxes, by descending score (as Detectron2's ``batched_nms`` orders them). One host wait
     for the counts (plus the NMS's convergence checks)."""
@@ -183,17 +229,55 @@ def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_th
 
 
 def rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
-    """RPN.predict_proposals through :func:`find_top_proposals`."""
+    """RPN.predict_proposals: :func:`top_decoded_proposals`, then :func:`select_proposals`."""
     with torch.no_grad():
-        pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
-        return find_top_proposals(
-            pred_proposals,
+        boxes, scores, level_sizes = top_decoded_proposals(
+            self,
+            anchors,
             pred_objectness_logits,
+            pred_anchor_deltas,
+            self.pre_nms_topk[self.training],
+        )
+        return select_proposals(
+            boxes,
+            scores,
+            level_sizes,
             image_sizes,
             self.nms_thresh,
-            self.pre_nms_topk[self.training],
             self.post_nms_topk[self.training],
             self.min_box_size,
             self.training,
             getattr(self, "_matrix_nms", False),
         )
+
+
+ANCHOR_CACHE_SIZE = 32  # distinct feature-map sizes remembered (multi-scale training: a few)
+
+
+def cached_anchors(self, features):
+    """``DefaultAnchorGenerator.forward`` remembered per feature-map sizes and device: the
+    anchors depend on nothing else, and rebuilding them costs ~50 small operations per batch
+    (a GPU kernel launch each)."""
+    key = (
+        tuple(tuple(f.shape[-2:]) for f in features),
+        features[0].device,
+        torch.is_inference_mode_enabled(),  # inference tensors must not reach training
+    )
+    cache = self.__dict__.setdefault("_anchor_cache", {})
+    if key not in cache:
+        if len(cache) >= ANCHOR_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = DefaultAnchorGenerator.forward(self, features)
+    return cache[key]
+
+
+def batch_rpn_inference(rpn: RPN, matrix_nms: bool | None = None) -> None:
+    """Swap ``rpn``'s proposal selection for :func:`rpn_predict_proposals` and its anchor
+    generator's forward for :func:`cached_anchors` (a plain DefaultAnchorGenerator only);
+    ``matrix_nms``: set whether the NMS is :mod:`.matrix_nms` (None: leave it)."""
+    rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
+    if matrix_nms is not None:
+        rpn._matrix_nms = matrix_nms
+    generator = rpn.anchor_generator
+    if type(generator) is DefaultAnchorGenerator:
+        generator.forward = types.MethodType(cached_anchors, generator)
