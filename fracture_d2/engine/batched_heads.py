@@ -11,9 +11,11 @@ untouched):
   the sampling of :mod:`.sync_free` over the batch, no host wait;
 - the RPN's losses: masked sums instead of boolean indexing (no host wait), the anchor counts
   logged only every ``FRACTURE.FAST.METRICS_PERIOD`` iterations;
-- the proposal selection (:func:`.batched_rpn.find_top_proposals`): finiteness, clipping and
-  the size filter for all images at once, then one NMS per image as before (two host waits per
-  batch plus one per NMS, instead of three to four per image);
+- the proposal selection (:func:`.batched_rpn.rpn_predict_proposals`, training and inference):
+  each level's top-k anchors decoded in one call (Detectron2 decodes every anchor, level by
+  level), finiteness, clipping and the size filter for all images at once, then one NMS per
+  image as before (two host waits per batch plus one per NMS, instead of three to four per
+  image); the anchors are cached per feature-map size;
 - the ROI heads' proposal labelling and sampling: padded over the batch, one host wait for the
   sample sizes;
 - the box pooler: the RoIs sorted by pyramid level once (one host wait, not one per level);
@@ -22,6 +24,10 @@ untouched):
 
 Matches, labels and proposals are those of Detectron2; the random samples are drawn another
 (equally uniform) way. Switched on by ``FRACTURE.FAST.BATCHED_HEADS``.
+
+:func:`use_matrix_nms` (``FRACTURE.FAST.MATRIX_NMS``) also replaces the per-image NMS of the
+proposal selection and of the box predictor's inference by one :mod:`.matrix_nms` call for the
+batch.
 """
 
 from __future__ import annotations
