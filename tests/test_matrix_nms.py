@@ -178,6 +178,11 @@ def test_op_counter_counts_forward_and_backward():
     assert forward_only.count == 2 and both.count > 4 and torch.equal(x.grad, torch.full((3,), 2.0))
     del y
 
+    def fails():
+        raise RuntimeError("refuses to run under a dispatch mode")
+
+    assert count_ops(fails) is None  # logged; the benchmark keeps its timings
+
 
 def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
     """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch

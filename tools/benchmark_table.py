@@ -74,7 +74,7 @@ def rows(r: dict) -> list[str]:
         row(
             "host syncs per training step", *(str(syncs(prof[k])) for k in ("stock", "project")), ""
         )
-        if "ops_per_step" in prof["stock"]:
+        if all(prof[k].get("ops_per_step") for k in ("stock", "project")):
             ops = [prof[k]["ops_per_step"] for k in ("stock", "project")]
             row(
                 "operators per training step", *(f"{x:.0f}" for x in ops), f"{ops[1] / ops[0]:.2f}x"
@@ -88,7 +88,7 @@ def rows(r: dict) -> list[str]:
             f"{p['batch1_latency_ms']:.1f}",
             f"latency {i['latency_ratio']:.2f}x",
         )
-        if "batch1_ops" in s:
+        if s.get("batch1_ops") and p.get("batch1_ops"):
             ops = (s["batch1_ops"], p["batch1_ops"])
             row("operators per image, batch 1", *map(str, ops), f"{ops[1] / ops[0]:.2f}x")
         key = next(k for k in s if k.endswith("_images_per_second"))
