@@ -54,12 +54,13 @@ from detectron2.utils.events import get_event_storage
 
 from .batched_rpn import (
     batch_rpn_inference,
+    clip_boxes,
     log_now,
     masked_smooth_l1,
     rpn_label_and_sample_anchors,
     rpn_losses,
 )
-from .matrix_nms import nms_keep
+from .matrix_nms import nms_keep, nms_keep_rounds
 from .sync_free import (
     host_to_device,
     match_batched,
@@ -176,43 +177,66 @@ def fast_rcnn_inference_batched(
         return fast_rcnn_inference(
             boxes, scores, image_shapes, score_thresh, nms_thresh, topk_per_image
         )
-    n_img, device = len(scores), scores[0].device
+    device = scores[0].device
     b = torch.nn.utils.rnn.pad_sequence(list(boxes), batch_first=True)  # (B, R, C' * 4)
     s = torch.nn.utils.rnn.pad_sequence(list(scores), batch_first=True)  # (B, R, C + 1)
-    rows = b.shape[1]
     lengths = host_to_device(lengths, device, torch.int64)
-    valid = torch.arange(rows, device=device) < lengths[:, None]
-    valid &= torch.isfinite(b).all(dim=2) & torch.isfinite(s).all(dim=2)
-    s = s[..., :-1]
+    valid = torch.arange(b.shape[1], device=device) < lengths[:, None]
+    hw = host_to_device(image_shapes, device, b.dtype)
+    det = detections_padded(b, s, valid, hw, score_thresh, nms_thresh, topk_per_image)
+    det_boxes, det_scores, det_classes, det_rois, det_valid, _ = det
+    counts = det_valid.sum(dim=1).tolist()
+    results, kept_rois = [], []
+    for n, image_shape in enumerate(image_shapes):
+        res = Instances(image_shape)
+        res.pred_boxes = Boxes(det_boxes[n, : counts[n]])
+        res.scores = det_scores[n, : counts[n]]
+        res.pred_classes = det_classes[n, : counts[n]]
+        results.append(res)
+        kept_rois.append(det_rois[n, : counts[n]])
+    return results, kept_rois
+
+
+def detections_padded(
+    boxes, scores, valid, hw, score_thresh: float, nms_thresh: float, topk: int, rounds=None
+):
+    """The detections of padded RoIs: (B, R, C' * 4) boxes, (B, R, C + 1) class probabilities,
+    (B, R) validity, (B, 2) image heights and widths -> per image the ``topk`` best boxes that
+    pass the score threshold and the NMS of their image and class, by descending score:
+    (B, D, 4) boxes, (B, D) scores, classes and RoI indices, (B, D) validity (the detections
+    come first) and the NMS's convergence flag (None: checked on the host; ``rounds``: see
+    :func:`.matrix_nms.nms_keep_rounds`)."""
+    n_img, rows = boxes.shape[:2]
+    valid = valid & torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores).all(dim=2)
+    s = scores[..., :-1]
     classes = s.shape[2]
-    b = torch.where(valid[..., None], b, torch.zeros_like(b)).view(n_img, rows, -1, 4)
-    hw = host_to_device(image_shapes, device, b.dtype)[:, None, None, :]  # (B, 1, 1, 2)
-    wh = hw.flip(-1)
-    b = torch.cat([b[..., :2].clamp(min=0).minimum(wh), b[..., 2:].clamp(min=0).minimum(wh)], -1)
-    b = b.expand(-1, -1, classes, -1)  # class-agnostic regression: one box for every class
+    b = torch.where(valid[..., None], boxes, torch.zeros_like(boxes)).view(n_img, rows, -1, 4)
+    b = clip_boxes(b, hw).expand(-1, -1, classes, -1)  # class-agnostic: one box for every class
     candidate = valid[..., None] & (s > score_thresh)  # (B, R, C)
-    kept = nms_keep(
-        b.transpose(1, 2).flatten(0, 1),  # groups: (image, class)
+    args = (  # groups: (image, class)
+        b.transpose(1, 2).flatten(0, 1),
         s.transpose(1, 2).flatten(0, 1),
         candidate.transpose(1, 2).flatten(0, 1),
         nms_thresh,
     )
+    if rounds is None:
+        kept, converged = nms_keep(*args), None
+    else:
+        kept, converged = nms_keep_rounds(*args, rounds)
     kept = kept.view(n_img, classes, rows).transpose(1, 2).reshape(n_img, -1)  # (r, c) order
     ranked = s.reshape(n_img, -1).masked_fill(~kept, float("-inf"))
-    limit = ranked.shape[1] if topk_per_image < 0 else min(topk_per_image, ranked.shape[1])
+    limit = ranked.shape[1] if topk < 0 else min(topk, ranked.shape[1])
     top = ranked.topk(limit, dim=1)
-    counts = kept.sum(dim=1).clamp(max=limit).tolist()
-    flat = b.reshape(n_img, -1, 4)
-    results, kept_rois = [], []
-    for n, image_shape in enumerate(image_shapes):
-        idx = top.indices[n, : counts[n]]
-        res = Instances(image_shape)
-        res.pred_boxes = Boxes(flat[n][idx])
-        res.scores = top.values[n, : counts[n]]
-        res.pred_classes = idx % classes
-        results.append(res)
-        kept_rois.append(idx // classes)
-    return results, kept_rois
+    det_boxes = b.reshape(n_img, -1, 4).gather(1, top.indices[..., None].expand(-1, -1, 4))
+    det_valid = top.values > float("-inf")
+    return (
+        det_boxes,
+        top.values,
+        top.indices % classes,
+        top.indices // classes,
+        det_valid,
+        converged,
+    )
 
 
 def _box_predictor_inference(self, predictions, proposals):

@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
-from .matrix_nms import nms_keep
+from .matrix_nms import nms_keep, nms_keep_rounds
 from .sync_free import (
     host_to_device,
     match_batched,
@@ -166,15 +166,8 @@ def select_proposals(
         raise FloatingPointError(
             "Predicted boxes or scores contain Inf/NaN. Training has diverged."
         )
-    hw = host_to_device(image_sizes, device, boxes.dtype)[:, None, :]  # (B, 1, 2) as (h, w)
-    wh = hw.flip(-1)
-    boxes = torch.cat(
-        [boxes[..., :2].clamp(min=0).minimum(wh), boxes[..., 2:].clamp(min=0).minimum(wh)], dim=-1
-    )
-    size = boxes[..., 2:] - boxes[..., :2]
-    keep = finite & (size > min_box_size).all(dim=-1)
-    boxes = torch.where(keep[..., None], boxes, torch.zeros_like(boxes))
-    scores = scores.masked_fill(~keep, float("-inf"))
+    hw = host_to_device(image_sizes, device, boxes.dtype)  # (B, 2) as (h, w)
+    boxes, scores, keep = clip_and_filter(boxes, scores, finite, hw, min_box_size)
     if matrix_nms:
         return _top_after_matrix_nms(
             boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk
@@ -194,6 +187,24 @@ def select_proposals(
     return results
 
 
+def clip_boxes(boxes: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
+    """(B, ..., 4) boxes clipped to each image's (B, 2) height and width (``Boxes.clip``)."""
+    wh = hw.flip(-1).view(hw.shape[0], *([1] * (boxes.dim() - 2)), 2)
+    return torch.cat(
+        [boxes[..., :2].clamp(min=0).minimum(wh), boxes[..., 2:].clamp(min=0).minimum(wh)], dim=-1
+    )
+
+
+def clip_and_filter(boxes, scores, finite, hw, min_box_size: float):
+    """Proposal candidates clipped to the images, the empty and non-finite ones (``finite``
+    False) turned into zero boxes scored -inf: (boxes, scores, valid)."""
+    boxes = clip_boxes(boxes, hw)
+    size = boxes[..., 2:] - boxes[..., :2]
+    keep = finite & (size > min_box_size).all(dim=-1)
+    boxes = torch.where(keep[..., None], boxes, torch.zeros_like(boxes))
+    return boxes, scores.masked_fill(~keep, float("-inf")), keep
+
+
 def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
     """``x`` zero-padded (False for booleans) along dimension 1 to ``width``."""
     if x.shape[1] == width:
@@ -202,28 +213,42 @@ def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
-def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk):
-    """The end of :func:`select_proposals` with one NMS over all images and levels: (B, N)
-    candidates in level blocks of ``level_sizes`` -> per image the ``post_topk`` best kept
-    boxes, by descending score (as Detectron2's ``batched_nms`` orders them). One host wait
-    for the counts (plus the NMS's convergence checks)."""
-    n_img, width = len(image_sizes), max(level_sizes)
+def top_kept_proposals(
+    boxes, scores, valid, level_sizes, nms_thresh: float, post_topk: int, rounds=None
+):
+    """Per image the ``post_topk`` best boxes that survive the NMS of their image and level,
+    padded: (B, N) candidates in level blocks of ``level_sizes`` -> (B, P, 4) boxes and (B, P)
+    scores by descending score (as Detectron2's ``batched_nms`` orders them), (B, P) validity
+    (the kept ones come first) and the NMS's convergence flag (None: checked on the host,
+    ``rounds``: that many rounds, :func:`.matrix_nms.nms_keep_rounds`)."""
+    n_img, width = boxes.shape[0], max(level_sizes)
     gb, gs, gv = (  # (B, N, ...) -> (B, L, width, ...); the padding is invalid
         torch.stack([_pad_dim1(x, width) for x in torch.split(t, level_sizes, dim=1)], dim=1)
         for t in (boxes, scores, valid)
     )
-    kept = nms_keep(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
-    kept = kept.view(n_img, -1)
-    ranked = gs.view(n_img, -1).masked_fill(~kept, float("-inf"))
+    args = (gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
+    if rounds is None:
+        kept, converged = nms_keep(*args), None
+    else:
+        kept, converged = nms_keep_rounds(*args, rounds)
+    ranked = gs.view(n_img, -1).masked_fill(~kept.view(n_img, -1), float("-inf"))
     top = ranked.topk(min(post_topk, ranked.shape[1]), dim=1)
-    counts = kept.sum(dim=1).clamp(max=post_topk).tolist()
-    flat = gb.view(n_img, -1, 4)
+    top_boxes = gb.view(n_img, -1, 4).gather(1, top.indices[..., None].expand(-1, -1, 4))
+    return top_boxes, top.values, top.values > float("-inf"), converged
+
+
+def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk):
+    """The end of :func:`select_proposals` with one NMS over all images and levels
+    (:func:`top_kept_proposals`); one host wait for the counts (plus the NMS's checks)."""
+    boxes, scores, valid, _ = top_kept_proposals(
+        boxes, scores, valid, level_sizes, nms_thresh, post_topk
+    )
+    counts = valid.sum(dim=1).tolist()
     results = []
     for n, image_size in enumerate(image_sizes):
-        idx = top.indices[n, : counts[n]]
         res = Instances(image_size)
-        res.proposal_boxes = Boxes(flat[n][idx])
-        res.objectness_logits = top.values[n, : counts[n]]
+        res.proposal_boxes = Boxes(boxes[n, : counts[n]])
+        res.objectness_logits = scores[n, : counts[n]]
         results.append(res)
     return results
 

@@ -43,6 +43,29 @@ def _suppression(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float)
     return (iou > iou_threshold) & earlier & valid[..., None, :] & valid[..., :, None]
 
 
+def _prepare(boxes, scores, valid, iou_threshold):
+    """Score order of each group, the valid mask in that order and the suppression matrix."""
+    g, k = scores.shape
+    ranked = scores.masked_fill(~valid, float("-inf"))
+    idx = torch.sort(ranked, dim=1, descending=True, stable=True).indices
+    boxes = boxes.float()  # as Detectron2's batched_nms (half precision lacks the range)
+    sorted_boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4))
+    sorted_valid = valid.gather(1, idx)
+    step = max(1, CHUNK_ELEMENTS // (k * k))
+    suppress = torch.cat(
+        [
+            _suppression(sorted_boxes[s : s + step], sorted_valid[s : s + step], iou_threshold)
+            for s in range(0, g, step)
+        ]
+    )
+    return idx, sorted_valid, suppress
+
+
+def _round(keep, sorted_valid, suppress):
+    """One round: kept iff valid and no kept box before it suppresses it."""
+    return sorted_valid & ~(suppress & keep[:, None, :]).any(dim=2)
+
+
 def nms_keep(
     boxes: torch.Tensor,
     scores: torch.Tensor,
@@ -58,23 +81,33 @@ def nms_keep(
     g, k = scores.shape
     if g == 0 or k == 0:
         return valid.clone()
-    ranked = scores.masked_fill(~valid, float("-inf"))
-    idx = torch.sort(ranked, dim=1, descending=True, stable=True).indices
-    boxes = boxes.float()  # as Detectron2's batched_nms (half precision lacks the range)
-    sorted_boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4))
-    sorted_valid = valid.gather(1, idx)
-    step = max(1, CHUNK_ELEMENTS // (k * k))
-    suppress = torch.cat(
-        [
-            _suppression(sorted_boxes[s : s + step], sorted_valid[s : s + step], iou_threshold)
-            for s in range(0, g, step)
-        ]
-    )
+    idx, sorted_valid, suppress = _prepare(boxes, scores, valid, iou_threshold)
     keep = sorted_valid
     for _ in range(k + 1):  # converges in at most k rounds (each fixes at least one more box)
         for _ in range(check_every):
             previous = keep
-            keep = sorted_valid & ~(suppress & keep[:, None, :]).any(dim=2)
+            keep = _round(keep, sorted_valid, suppress)
         if torch.equal(keep, previous):
             break
     return torch.zeros_like(valid).scatter_(1, idx, keep)
+
+
+def nms_keep_rounds(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    iou_threshold: float,
+    rounds: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`nms_keep` with a fixed number of rounds and no host wait (static shapes, for
+    ``torch.compile`` / CUDA graphs): the keep mask and a 0-d bool tensor, True iff the last
+    round changed nothing, i.e. the mask is greedy NMS's (else the caller must redo it)."""
+    g, k = scores.shape
+    if g == 0 or k == 0:
+        return valid.clone(), torch.ones((), dtype=torch.bool, device=valid.device)
+    idx, sorted_valid, suppress = _prepare(boxes, scores, valid, iou_threshold)
+    keep = previous = sorted_valid
+    for _ in range(max(1, rounds)):
+        previous, keep = keep, _round(keep, sorted_valid, suppress)
+    converged = (keep == previous).all()
+    return torch.zeros_like(valid).scatter_(1, idx, keep), converged
