@@ -95,6 +95,19 @@ def add_fracture_config(cfg: CN) -> CN:
     # of one per image, at O(boxes^2) work per group (slower on CPUs). For GPUs; off by default
     # until measured there.
     fast.MATRIX_NMS = False
+    # Inference (tools/predict.py, the benchmark's project path) on tensors of fixed shapes with
+    # validity masks instead of Detectron2's variable-length steps (fracture_d2.engine.
+    # static_inference): no host sync until the results are read, and with COMPILE_BACKBONE the
+    # whole forward is compiled (COMPILE_MODE reduce-overhead: one CUDA graph per input size).
+    # The same detections as Detectron2's (tested); off by default until measured on a GPU.
+    fast.STATIC_INFERENCE = False
+    # Rounds of the static path's matrix NMS before its convergence check (a batch that has not
+    # converged is rerun by the model's own forward; 3-10 rounds sufficed on the demo model).
+    fast.NMS_ROUNDS = 12
+    # Static inference: pad the input height and width up to a multiple of this (0: the
+    # backbone's SIZE_DIVISIBILITY, as Detectron2), so that images of similar sizes share one
+    # compiled graph. Larger padding adds anchors in the padding and can change proposals.
+    fast.STATIC_PAD = 0
     # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
     # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
     # "bfloat16" or "float16" (GPUs). Measured: R50-FPN CPU latency 1.75x lower, same AP50;

@@ -32,6 +32,8 @@ def setting(r: dict) -> str:
         bits.append("batched heads")
     if pairs.get("FRACTURE.FAST.MATRIX_NMS") == "True":
         bits.append("matrix NMS")
+    if pairs.get("FRACTURE.FAST.STATIC_INFERENCE") == "True":
+        bits.append("static inference")
     sizes = [pairs.get(f"MODEL.RPN.{k}_NMS_TOPK_TRAIN") for k in ("PRE", "POST")]
     if any(sizes):
         bits.append("RPN train top-k " + "/".join(v or "config" for v in sizes))

@@ -82,6 +82,7 @@ def stock_config(cfg):
     stock.FRACTURE.FAST.SYNC_FREE_SAMPLING = False
     stock.FRACTURE.FAST.BATCHED_HEADS = False
     stock.FRACTURE.FAST.MATRIX_NMS = False
+    stock.FRACTURE.FAST.STATIC_INFERENCE = False
     stock.FRACTURE.FAST.METRICS_PERIOD = 1
     stock.FRACTURE.FAST.INFERENCE_DTYPE = "float32"
     stock.freeze()

@@ -60,6 +60,14 @@ class BatchPredictor:
         DetectionCheckpointer(self.model).load(check_weights(cfg))
         mapper = RadiographMapper(cfg, is_train=False)
         self._resize, self._format = mapper.resize, mapper.image_format
+        self._static = None
+        fast = cfg.FRACTURE.FAST
+        if fast.STATIC_INFERENCE:
+            from fracture_d2.engine.static_inference import StaticRCNN
+
+            self._static = StaticRCNN(self.model, fast.NMS_ROUNDS)
+            if fast.COMPILE_BACKBONE:  # the whole static forward, one graph per input size
+                self._static = torch.compile(self._static, mode=fast.COMPILE_MODE, dynamic=False)
 
     def preprocess(self, gray: np.ndarray) -> dict:
         """One model input dict (``image`` CxHxW, original ``height``/``width``)."""
@@ -76,8 +84,15 @@ class BatchPredictor:
         """
         if not grays:
             return []
+        inputs = [self.preprocess(g) for g in grays]
         with inference_autocast(self.cfg):
-            outputs = self.model([self.preprocess(g) for g in grays])
+            if self._static is None:
+                outputs = self.model(inputs)
+            else:
+                from fracture_d2.engine.static_inference import static_predict
+
+                pad = self.cfg.FRACTURE.FAST.STATIC_PAD
+                outputs = static_predict(self.model, self._static, inputs, pad)
         results = []
         for o in outputs:
             inst = o["instances"].to("cpu")

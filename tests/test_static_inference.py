@@ -1,0 +1,108 @@
+"""Static-shape inference (fracture_d2.engine.static_inference) against Detectron2's forward."""
+
+import logging
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from fracture_d2.config import get_fracture_cfg
+from fracture_d2.engine.static_inference import StaticRCNN, check_static_model, static_predict
+from fracture_d2.inference import BatchPredictor, load_cfg
+
+SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
+
+
+def smoke_cfg(*opts):
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file(SMOKE)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # a random model: keep every detection
+    cfg.TEST.DETECTIONS_PER_IMAGE = 40
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(smoke_cfg()).eval()
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return [
+        {"image": torch.rand(3, 128, 160, generator=g) * 255, "height": 256, "width": 320},
+        {"image": torch.rand(3, 96, 128, generator=g) * 255},  # padded to the first's size
+    ]
+
+
+def assert_same(ref, out):
+    assert len(ref) == len(out)
+    for a, b in zip(ref, out, strict=True):
+        a, b = a["instances"].to("cpu"), b["instances"]
+        assert a.image_size == b.image_size and len(a) == len(b) > 5
+        torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, rtol=0, atol=1e-4)
+        torch.testing.assert_close(b.scores, a.scores, rtol=0, atol=1e-6)
+        assert torch.equal(a.pred_classes, b.pred_classes)
+
+
+def test_static_forward_gives_detectron2s_detections(model):
+    inputs = batch()
+    with torch.no_grad():
+        ref = model(inputs)
+        out = static_predict(model, StaticRCNN(model), inputs)
+    assert_same(ref, out)
+
+
+def test_static_forward_compiles_as_one_graph(model):
+    """fullgraph=True fails on any graph break: the whole forward is one graph, which is what
+    CUDA-graph capture (COMPILE_MODE reduce-overhead) needs. The eager backend keeps the test
+    fast; it traces exactly what inductor would compile."""
+    compiled = torch.compile(StaticRCNN(model), backend="eager", fullgraph=True, dynamic=False)
+    inputs = batch()
+    with torch.no_grad():
+        assert_same(model(inputs), static_predict(model, compiled, inputs))
+
+
+def test_unconverged_nms_falls_back_to_the_model(model, caplog):
+    inputs = batch()
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="fracture_d2"):
+        out = static_predict(model, StaticRCNN(model, nms_rounds=1), inputs)
+        ref = model(inputs)
+    assert "did not converge" in caplog.text
+    assert_same(ref, out)
+
+
+def test_padding_to_a_multiple(model):
+    shapes = []
+    static = StaticRCNN(model)
+
+    def forward(images, sizes):
+        shapes.append(tuple(images.shape[-2:]))
+        return static(images, sizes)
+
+    with torch.no_grad():
+        out = static_predict(model, forward, batch(), pad=96)
+    assert shapes == [(192, 192)]  # 128 x 160 -> multiples of 96
+    assert [o["instances"].image_size for o in out] == [(256, 320), (96, 128)]
+
+
+def test_unsupported_models_are_refused():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="box detection only"):
+        check_static_model(build_model(smoke_cfg("MODEL.MASK_ON", True)))
+    with pytest.raises(ValueError, match="GeneralizedRCNN"):
+        StaticRCNN(torch.nn.Linear(2, 2))
+
+
+def test_predictor_with_static_inference(model, tmp_path):
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
+    opts = ["MODEL.WEIGHTS", str(tmp_path / "model.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    opts += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32"]
+    g = torch.Generator().manual_seed(3)
+    grays = [(torch.rand(90, 120, generator=g) * 255).byte().numpy() for _ in range(2)]
+    ref = BatchPredictor(load_cfg(SMOKE, opts))(grays)
+    out = BatchPredictor(load_cfg(SMOKE, opts + ["FRACTURE.FAST.STATIC_INFERENCE", True]))(grays)
+    assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
