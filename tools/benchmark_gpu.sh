@@ -7,12 +7,14 @@
 #
 # WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
 # target first, for a machine whose Python already has torch but not detectron2 & co.
-# RUNS: which runs, in order (default "matrix512 batched512 graphs512 amp512 fp32_512 amp800
-# compile512", about 22 minutes of limits; pick a few on a short lease): matrix512 = fp32 with
-# FRACTURE.FAST.BATCHED_HEADS and MATRIX_NMS, training and inference, batched512 = fp32 with
-# BATCHED_HEADS, fracture512 = that with fracture-sized training proposals in
-# both legs, syncfree512 = fp32 with FRACTURE.FAST.SYNC_FREE_SAMPLING, graphs512 = inference
-# only, matrix NMS and the backbone compiled in CUDA-graph mode; WORKERS: loader workers;
+# RUNS: which runs, in order (default "matrix512 static512 graphs512 batched512 amp512 fp32_512
+# amp800 compile512", about 23 minutes of limits; pick a few on a short lease): matrix512 = fp32
+# with FRACTURE.FAST.BATCHED_HEADS and MATRIX_NMS, training and inference; static512 = inference
+# with STATIC_INFERENCE; graphs512 = that compiled whole in CUDA-graph mode (COMPILE_BACKBONE,
+# COMPILE_MODE reduce-overhead), inputs padded to one 1024 x 1024 size (STATIC_PAD 1024: one
+# graph per batch size); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
+# fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
+# WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
 #   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
 #   EXTRA_ARGS="--patients 3 --train-iters 1 --rounds 1" EXTRA_OPTS="SOLVER.IMS_PER_BATCH 2" ...
@@ -22,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-output/benchmark/gpu}
-RUNS=${RUNS:-matrix512 batched512 graphs512 amp512 fp32_512 amp800 compile512}
+RUNS=${RUNS:-matrix512 static512 graphs512 batched512 amp512 fp32_512 amp800 compile512}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -67,16 +69,17 @@ for run in $RUNS; do
       FRACTURE.FAST.COMPILE_BACKBONE True ;;
     syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
       "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
-    matrix512) bench matrix512 200 --rounds 2 --profile 2 "${OPTS[@]}" \
+    matrix512) bench matrix512 190 --rounds 2 --profile 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True FRACTURE.FAST.MATRIX_NMS True ;;
     batched512) bench batched512 150 --skip-infer --rounds 2 --profile 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True ;;
     fracture512) bench fracture512 150 --skip-infer --rounds 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True MODEL.RPN.PRE_NMS_TOPK_TRAIN 1000 \
       MODEL.RPN.POST_NMS_TOPK_TRAIN 500 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 ;;
-    graphs512) bench graphs512 200 --skip-train "${OPTS[@]}" FRACTURE.FAST.COMPILE_BACKBONE True \
-      FRACTURE.FAST.COMPILE_MODE reduce-overhead FRACTURE.FAST.BATCHED_HEADS True \
-      FRACTURE.FAST.MATRIX_NMS True ;;
+    static512) bench static512 80 --skip-train "${OPTS[@]}" FRACTURE.FAST.STATIC_INFERENCE True ;;
+    graphs512) bench graphs512 280 --skip-train "${OPTS[@]}" FRACTURE.FAST.STATIC_INFERENCE True \
+      FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
+      FRACTURE.FAST.STATIC_PAD 1024 ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
       "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
     *) echo "unknown run $run" ;;
