@@ -12,7 +12,7 @@
 # with FRACTURE.FAST.BATCHED_HEADS and MATRIX_NMS, training and inference; static512 = inference
 # with STATIC_INFERENCE; graphs512 = that compiled whole in CUDA-graph mode (COMPILE_BACKBONE,
 # COMPILE_MODE reduce-overhead), inputs padded to one 1024 x 1024 size (STATIC_PAD 1024: one
-# graph per batch size); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
+# graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
 # fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
 # WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
@@ -77,7 +77,8 @@ for run in $RUNS; do
       FRACTURE.FAST.BATCHED_HEADS True MODEL.RPN.PRE_NMS_TOPK_TRAIN 1000 \
       MODEL.RPN.POST_NMS_TOPK_TRAIN 500 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 ;;
     static512) bench static512 80 --skip-train "${OPTS[@]}" FRACTURE.FAST.STATIC_INFERENCE True ;;
-    graphs512) bench graphs512 280 --skip-train "${OPTS[@]}" FRACTURE.FAST.STATIC_INFERENCE True \
+    graphs512) bench graphs512 280 --skip-train --batch-size 1 "${OPTS[@]}" \
+      FRACTURE.FAST.STATIC_INFERENCE True \
       FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
       FRACTURE.FAST.STATIC_PAD 1024 ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
