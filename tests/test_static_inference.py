@@ -106,3 +106,45 @@ def test_predictor_with_static_inference(model, tmp_path):
     ref = BatchPredictor(load_cfg(SMOKE, opts))(grays)
     out = BatchPredictor(load_cfg(SMOKE, opts + ["FRACTURE.FAST.STATIC_INFERENCE", True]))(grays)
     assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
+
+
+def test_with_static_inference_wraps_caches_and_passes_training_through(model):
+    from fracture_d2.engine.static_inference import StaticInferenceModel, with_static_inference
+
+    off, on = smoke_cfg(), smoke_cfg("FRACTURE.FAST.STATIC_INFERENCE", True)
+    assert with_static_inference(model, off) is model
+    wrapped = with_static_inference(model, on)
+    assert isinstance(wrapped, StaticInferenceModel)
+    assert with_static_inference(model, on) is wrapped  # cached: compiled graphs are reused
+
+    class DDPLike(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    assert with_static_inference(DDPLike(model), on) is wrapped
+    # the wrapper registers the model once: the same parameters, no copies
+    assert len(list(wrapped.parameters())) == len(list(model.parameters()))
+    inputs = batch()
+    with torch.no_grad():
+        assert_same(model(inputs), wrapped.eval()(inputs))
+    wrapped.train()
+    assert model.training
+    with pytest.raises(AssertionError):  # the model's own training forward: needs instances
+        wrapped(inputs)
+    wrapped.eval()
+
+
+def test_trainer_evaluates_through_static_inference(model, monkeypatch):
+    from detectron2.engine import DefaultTrainer
+
+    from fracture_d2.engine.static_inference import StaticInferenceModel
+    from fracture_d2.engine.trainer import Trainer
+
+    seen = []
+    monkeypatch.setattr(
+        DefaultTrainer, "test", classmethod(lambda cls, cfg, m, ev=None: seen.append(m) or {})
+    )
+    Trainer.test(smoke_cfg("FRACTURE.FAST.STATIC_INFERENCE", True), model)
+    Trainer.test(smoke_cfg(), model)
+    assert isinstance(seen[0], StaticInferenceModel) and seen[1] is model

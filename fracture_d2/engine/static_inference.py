@@ -24,6 +24,7 @@ it returns and reruns a batch that did not converge with the model's own forward
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -187,3 +188,43 @@ def static_predict(model, forward, batched_inputs: list[dict], pad: int = 0) -> 
         width = x.get("width", image_size[1])
         results.append({"instances": detector_postprocess(inst, height, width)})
     return results
+
+
+class StaticInferenceModel(torch.nn.Module):
+    """``model`` with its eval-mode forward through :class:`StaticRCNN` (:func:`static_predict`);
+    training mode is the model's own forward. ``compile_mode``: compile the static forward whole
+    (``torch.compile`` mode; None: eager); ``pad``: see :func:`static_predict`."""
+
+    def __init__(self, model, nms_rounds: int = 12, pad: int = 0, compile_mode: str | None = None):
+        super().__init__()
+        self.model = model
+        static = StaticRCNN(model, nms_rounds)
+        if compile_mode is not None:  # one graph per input size
+            static = torch.compile(static, mode=compile_mode, dynamic=False)
+        self._static = [static]  # a list: not a second registration of the model's parameters
+        self.pad = pad
+
+    def forward(self, batched_inputs):
+        if self.model.training:
+            return self.model(batched_inputs)
+        return static_predict(self.model, self._static[0], batched_inputs, self.pad)
+
+
+_WRAPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def with_static_inference(model, cfg):
+    """``model`` for inference under ``FRACTURE.FAST.STATIC_INFERENCE``: a (cached, so compiled
+    graphs are reused across evaluations) :class:`StaticInferenceModel`, or ``model`` itself
+    when the switch is off. A DistributedDataParallel wrapper is looked through."""
+    fast = cfg.FRACTURE.FAST
+    if not fast.STATIC_INFERENCE:
+        return model
+    model = getattr(model, "module", model)  # DDP: the model itself runs inference
+    key = (fast.NMS_ROUNDS, fast.STATIC_PAD, fast.COMPILE_BACKBONE, fast.COMPILE_MODE)
+    cached = _WRAPPED.get(model)
+    if cached is None or cached[0] != key:
+        mode = fast.COMPILE_MODE if fast.COMPILE_BACKBONE else None
+        cached = (key, StaticInferenceModel(model, fast.NMS_ROUNDS, fast.STATIC_PAD, mode))
+        _WRAPPED[model] = cached
+    return cached[1]

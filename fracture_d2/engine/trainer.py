@@ -32,6 +32,7 @@ from .hooks import (
     WriteAfterEval,
 )
 from .speed import amp_dtype, apply_backend_flags, apply_speed_switches, inference_autocast
+from .static_inference import with_static_inference
 
 logger = logging.getLogger("fracture_d2")
 
@@ -150,9 +151,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """Evaluate like ``DefaultTrainer.test``, under ``FRACTURE.FAST.INFERENCE_DTYPE``."""
+        """Evaluate like ``DefaultTrainer.test``, under ``FRACTURE.FAST.INFERENCE_DTYPE`` and,
+        with ``FRACTURE.FAST.STATIC_INFERENCE``, through the static-shape inference path."""
         with inference_autocast(cfg):
-            return super().test(cfg, model, evaluators)
+            return super().test(cfg, with_static_inference(model, cfg), evaluators)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -20,6 +20,7 @@ from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.image_io import to_model_format
 from fracture_d2.data.mapper import RadiographMapper
 from fracture_d2.engine.speed import apply_speed_switches, inference_autocast
+from fracture_d2.engine.static_inference import with_static_inference
 
 
 def load_cfg(config_file: str, opts=()):
@@ -60,14 +61,8 @@ class BatchPredictor:
         DetectionCheckpointer(self.model).load(check_weights(cfg))
         mapper = RadiographMapper(cfg, is_train=False)
         self._resize, self._format = mapper.resize, mapper.image_format
-        self._static = None
-        fast = cfg.FRACTURE.FAST
-        if fast.STATIC_INFERENCE:
-            from fracture_d2.engine.static_inference import StaticRCNN
-
-            self._static = StaticRCNN(self.model, fast.NMS_ROUNDS)
-            if fast.COMPILE_BACKBONE:  # the whole static forward, one graph per input size
-                self._static = torch.compile(self._static, mode=fast.COMPILE_MODE, dynamic=False)
+        # FRACTURE.FAST.STATIC_INFERENCE: the model, or its static-shape inference wrapper
+        self._infer = with_static_inference(self.model, cfg)
 
     def preprocess(self, gray: np.ndarray) -> dict:
         """One model input dict (``image`` CxHxW, original ``height``/``width``)."""
@@ -86,13 +81,7 @@ class BatchPredictor:
             return []
         inputs = [self.preprocess(g) for g in grays]
         with inference_autocast(self.cfg):
-            if self._static is None:
-                outputs = self.model(inputs)
-            else:
-                from fracture_d2.engine.static_inference import static_predict
-
-                pad = self.cfg.FRACTURE.FAST.STATIC_PAD
-                outputs = static_predict(self.model, self._static, inputs, pad)
+            outputs = self._infer(inputs)
         results = []
         for o in outputs:
             inst = o["instances"].to("cpu")
