@@ -66,6 +66,24 @@ def test_static_forward_compiles_as_one_graph(model):
         assert_same(model(inputs), static_predict(model, compiled, inputs))
 
 
+def test_static_forward_never_waits_for_the_device(model):
+    """No operator whose result the host must read (a GPU sync): nonzero, .item(), equal, ..."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    waits = {"nonzero", "_local_scalar_dense", "equal", "masked_select", "_unique2", "is_nonzero"}
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    images = torch.rand(2, 3, 128, 160) * 100
+    with torch.no_grad(), Record():
+        StaticRCNN(model)(images, torch.tensor([[128.0, 160.0], [100.0, 120.0]]))
+    assert len(seen) > 300 and not waits & set(seen)
+
+
 def test_unconverged_nms_falls_back_to_the_model(model, caplog):
     inputs = batch()
     with torch.no_grad(), caplog.at_level(logging.WARNING, logger="fracture_d2"):
