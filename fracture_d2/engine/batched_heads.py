@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import torch
 from detectron2.layers import cat, cross_entropy
 from detectron2.modeling.poolers import (
     ROIPooler,
-    assign_boxes_to_levels,
-    convert_boxes_to_pooler_format,
 )
 from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN
@@ -65,6 +64,7 @@ from .sync_free import (
     host_to_device,
     match_batched,
     pad_boxes,
+    pad_rows,
     pairwise_iou_batched,
     roi_classes,
     sample_mask,
@@ -83,9 +83,7 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
         self.proposal_matcher, pairwise_iou_batched(gt, boxes), gt_valid
     )
     if gt.shape[1] > 0:
-        gt_classes = torch.nn.utils.rnn.pad_sequence(
-            [t.gt_classes for t in targets], batch_first=True
-        ).gather(1, matches)
+        gt_classes = pad_rows([t.gt_classes for t in targets], device)[0].gather(1, matches)
     else:
         gt_classes = torch.zeros_like(matches)
     gt_classes = roi_classes(gt_classes, match_labels, self.num_classes)
@@ -142,15 +140,29 @@ def _box_predictor_losses(self, predictions, proposals):
     return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
 
+def pooler_levels(pooler, boxes: torch.Tensor) -> torch.Tensor:
+    """:func:`detectron2.modeling.poolers.assign_boxes_to_levels` for all images' (M, 4) boxes
+    at once (Detectron2 computes the areas image by image): the same arithmetic, so the same
+    levels (offsets from ``pooler.min_level``)."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # Boxes.area
+    level = torch.floor(
+        pooler.canonical_level + torch.log2(torch.sqrt(area) / pooler.canonical_box_size + 1e-8)
+    )
+    level = torch.clamp(level, min=pooler.min_level, max=pooler.max_level)
+    return level.to(torch.int64) - pooler.min_level
+
+
 def _pooler_forward(self, x, box_lists):
-    """ROIPooler.forward with one host wait for the boxes per level (Detectron2: one per level):
-    the boxes sorted by level once, each level's slice pooled, the same values put back."""
+    """ROIPooler.forward with one host wait for the boxes per level (Detectron2: one per level)
+    and the RoI rows and levels computed for the batch at once: the boxes sorted by level once,
+    each level's slice pooled, the same values put back."""
     if len(self.level_poolers) == 1 or len(box_lists) == 0:
         return ROIPooler.forward(self, x, box_lists)
-    boxes = convert_boxes_to_pooler_format(box_lists)
-    levels = assign_boxes_to_levels(
-        box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
-    )
+    flat = torch.cat([b.tensor for b in box_lists])
+    index = np.repeat(np.arange(len(box_lists)), [len(b) for b in box_lists])  # on the host
+    index = host_to_device(index, flat.device, flat.dtype)
+    boxes = torch.cat([index[:, None], flat], dim=1)  # convert_boxes_to_pooler_format's rows
+    levels = pooler_levels(self, flat)
     order = torch.argsort(levels, stable=True)
     counts = torch.bincount(levels, minlength=len(self.level_poolers)).tolist()
     size = self.output_size
@@ -178,10 +190,8 @@ def fast_rcnn_inference_batched(
             boxes, scores, image_shapes, score_thresh, nms_thresh, topk_per_image
         )
     device = scores[0].device
-    b = torch.nn.utils.rnn.pad_sequence(list(boxes), batch_first=True)  # (B, R, C' * 4)
-    s = torch.nn.utils.rnn.pad_sequence(list(scores), batch_first=True)  # (B, R, C + 1)
-    lengths = host_to_device(lengths, device, torch.int64)
-    valid = torch.arange(b.shape[1], device=device) < lengths[:, None]
+    b, valid = pad_rows(list(boxes), device)  # (B, R, C' * 4)
+    s, _ = pad_rows(list(scores), device)  # (B, R, C + 1)
     hw = host_to_device(image_shapes, device, b.dtype)
     det = detections_padded(b, s, valid, hw, score_thresh, nms_thresh, topk_per_image)
     det_boxes, det_scores, det_classes, det_rois, det_valid, _ = det

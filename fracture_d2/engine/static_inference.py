@@ -35,7 +35,7 @@ from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, ImageList, Instances
 
-from .batched_heads import detections_padded
+from .batched_heads import detections_padded, pooler_levels
 from .batched_rpn import clip_and_filter, top_decoded_proposals, top_kept_proposals
 
 logger = logging.getLogger("fracture_d2")
@@ -61,21 +61,13 @@ def check_static_model(model) -> None:
 def pool_all_levels(pooler, features: list, boxes: torch.Tensor) -> torch.Tensor:
     """``ROIPooler.forward`` for (B, P, 4) boxes without a host wait: every box pooled at every
     level, each keeping its own level's result (the same values), (B * P, C, S, S)."""
-    from detectron2.modeling.poolers import assign_boxes_to_levels
-
     n_img, per_image = boxes.shape[:2]
     flat = boxes.reshape(-1, 4)
     index = torch.arange(n_img, device=boxes.device, dtype=flat.dtype)
     rois = torch.cat([index.repeat_interleave(per_image)[:, None], flat], dim=1)
     if len(pooler.level_poolers) == 1:
         return pooler.level_poolers[0](features[0], rois)
-    levels = assign_boxes_to_levels(
-        [Boxes(flat)],
-        pooler.min_level,
-        pooler.max_level,
-        pooler.canonical_box_size,
-        pooler.canonical_level,
-    )
+    levels = pooler_levels(pooler, flat)
     out = None
     for level, (feature, level_pooler) in enumerate(
         zip(features, pooler.level_poolers, strict=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import torch
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.sampling import subsample_labels
@@ -55,27 +56,39 @@ class SyncFreeMatcher(Matcher):
 
 
 def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    """A small host list as a device tensor through pinned memory, so the copy does not wait
-    for the GPU's queue (a plain ``torch.tensor(..., device="cuda")`` does)."""
-    t = torch.tensor(values, dtype=dtype)
+    """A small host list (or CPU tensor) as a device tensor through pinned memory, so the copy
+    does not wait for the GPU's queue (a plain ``torch.tensor(..., device="cuda")`` does)."""
+    t = torch.as_tensor(values, dtype=dtype)
     if torch.device(device).type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
 
+def pad_rows(rows: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (Ni, ...) tensors as one zero-padded (B, max Ni, ...) tensor and its (B, max Ni)
+    validity mask. One concatenation and one scatter for the batch (``pad_sequence`` copies image
+    by image); the lengths are known on the host, so nothing waits for the device."""
+    lengths = [len(r) for r in rows]
+    width = max(lengths, default=0)
+    tail = rows[0].shape[1:] if rows else ()
+    dtype = rows[0].dtype if rows else torch.float32
+    if width == 0:
+        return torch.zeros(len(rows), 0, *tail, dtype=dtype, device=device), torch.zeros(
+            len(rows), 0, dtype=torch.bool, device=device
+        )
+    slots = np.concatenate([np.arange(n) + i * width for i, n in enumerate(lengths)])  # host
+    slots = host_to_device(slots, device, torch.int64)
+    padded = torch.zeros(len(rows) * width, *tail, dtype=dtype, device=device)
+    padded.index_copy_(0, slots, torch.cat(rows))
+    valid = torch.zeros(len(rows) * width, dtype=torch.bool, device=device)
+    valid.index_fill_(0, slots, True)
+    return padded.view(len(rows), width, *tail), valid.view(len(rows), width)
+
+
 def pad_boxes(boxes: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (Ni, 4) boxes as one zero-padded (B, max Ni, 4) tensor and its (B, max Ni)
-    validity mask; the lengths are known on the host, so nothing waits for the device."""
-    lengths = [len(b) for b in boxes]
-    width = max(lengths, default=0)
-    if width == 0:
-        return torch.zeros(len(boxes), 0, 4, device=device), torch.zeros(
-            len(boxes), 0, dtype=torch.bool, device=device
-        )
-    padded = torch.nn.utils.rnn.pad_sequence(boxes, batch_first=True)
-    lengths = host_to_device(lengths, device, torch.int64)
-    valid = torch.arange(width, device=device) < lengths[:, None]
-    return padded, valid
+    validity mask (:func:`pad_rows`; (B, 0, 4) when no image has a box)."""
+    return pad_rows([b if b.dim() == 2 else b.reshape(-1, 4) for b in boxes], device)
 
 
 def pairwise_iou_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
