@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.batched_heads import make_batched
+from fracture_d2.engine.batched_heads import GT_LOGIT, make_batched
 from fracture_d2.engine.batched_rpn import find_top_proposals
 from fracture_d2.engine.sync_free import (
     match_batched,
@@ -198,6 +198,22 @@ def test_roi_sampling_matches_detectron2(model):
             assert torch.equal(o.gt_boxes.tensor[fg], t.gt_boxes.tensor[matches][fg])
         else:
             assert bool((o.gt_classes == bg).all()) and not o.has("gt_boxes")
+    # each sampled row is one of the image's proposals with its logit, or one of its ground-truth
+    # boxes (appended, as Detectron2 does) with Detectron2's ground-truth logit
+    for p, o, t in zip(proposals, out, targets, strict=True):
+        rows = torch.cat([p.proposal_boxes.tensor, t.gt_boxes.tensor])
+        logits = torch.cat([p.objectness_logits, torch.full((len(t),), GT_LOGIT)])
+        same = (o.proposal_boxes.tensor[:, None] == rows[None]).all(dim=2)
+        assert bool(same.any(dim=1).all())
+        assert torch.equal(o.objectness_logits, logits[same.float().argmax(dim=1)])
+    assert any(bool((o.objectness_logits == GT_LOGIT).any()) for o in out)
+
+    # targets with other fields (masks, keypoints, ...) take Detectron2's own path
+    for t in targets:
+        t.gt_extra = torch.arange(len(t))
+    with EventStorage(0):
+        out = batched.label_and_sample_proposals(proposals, targets)
+    assert all(o.has("gt_extra") for o, t in zip(out, targets, strict=True) if len(t))
 
 
 def test_box_losses_match_detectron2(model):

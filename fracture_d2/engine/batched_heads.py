@@ -32,6 +32,7 @@ batch.
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -40,7 +41,6 @@ from detectron2.layers import cat, cross_entropy
 from detectron2.modeling.poolers import (
     ROIPooler,
 )
-from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import (
@@ -70,15 +70,28 @@ from .sync_free import (
     sample_mask,
 )
 
+# Detectron2's objectness logit for ground truth appended to the proposals (sigmoid ~ 1)
+GT_LOGIT = math.log((1.0 - 1e-10) / (1 - (1.0 - 1e-10)))
+
 
 @torch.no_grad()
 def _roi_label_and_sample_proposals(self, proposals, targets):
-    """ROIHeads.label_and_sample_proposals for the batch, one host wait for the sample sizes."""
-    if self.proposal_append_gt:
-        proposals = add_ground_truth_to_proposals(targets, proposals)
+    """ROIHeads.label_and_sample_proposals for the batch: the proposals (with each image's
+    ground truth appended, as Detectron2 does) padded into one tensor, labelled and sampled
+    together, and the samples of all images gathered at once; one host wait for the sample
+    sizes. Proposals or targets with other fields than Detectron2's boxes, logits and classes
+    (masks, keypoints) go through Detectron2's own code."""
+    plain = all(set(p.get_fields()) == {"proposal_boxes", "objectness_logits"} for p in proposals)
+    if not plain or any(set(t.get_fields()) - {"gt_boxes", "gt_classes"} for t in targets):
+        return ROIHeads.label_and_sample_proposals(self, proposals, targets)
     device = proposals[0].proposal_boxes.device
     boxes, box_valid = pad_boxes([p.proposal_boxes.tensor for p in proposals], device)
+    logits, _ = pad_rows([p.objectness_logits for p in proposals], device)
     gt, gt_valid = pad_boxes([t.gt_boxes.tensor for t in targets], device)
+    if self.proposal_append_gt:  # after each image's proposals (padding between is invalid)
+        boxes = torch.cat([boxes, gt.to(boxes.dtype)], dim=1)
+        box_valid = torch.cat([box_valid, gt_valid], dim=1)
+        logits = torch.cat([logits, logits.new_full(gt_valid.shape, GT_LOGIT)], dim=1)
     matches, match_labels = match_batched(
         self.proposal_matcher, pairwise_iou_batched(gt, boxes), gt_valid
     )
@@ -93,20 +106,31 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
     )
     take = fg | bg
     num_take, num_fg = torch.stack([take.sum(dim=1), fg.sum(dim=1)]).tolist()
-    # the taken indices of each image first (stable: in proposal order)
+    # each image's taken rows first (stable: in proposal order), then all images' at once
+    n_img, width = take.shape
     order = torch.argsort((~take).to(torch.uint8), dim=1, stable=True)
+    rows = np.concatenate([np.arange(k) + n * width for n, k in enumerate(num_take)])
+    picked = order.flatten().index_select(0, host_to_device(rows, device, torch.int64))
+    picked += host_to_device(np.repeat(np.arange(n_img) * width, num_take), device, torch.int64)
 
+    def pick(t):  # (B, width, ...) -> all images' taken rows, image after image
+        return t.flatten(0, 1).index_select(0, picked)
+
+    fields = {"proposal_boxes": pick(boxes), "objectness_logits": pick(logits)}
+    fields["gt_classes"] = pick(gt_classes)
+    if gt.shape[1] > 0:  # each taken row's matched ground truth (Detectron2's gt_boxes)
+        matched = matches + torch.arange(n_img, device=device)[:, None] * gt.shape[1]
+        fields["gt_boxes"] = gt.flatten(0, 1).index_select(0, pick(matched))
+    fields = {k: v.split(num_take) for k, v in fields.items()}
     sampled = []
     for n, (props, trg) in enumerate(zip(proposals, targets, strict=True)):
-        idx = order[n, : num_take[n]]
-        props = props[idx]
-        props.gt_classes = gt_classes[n, idx]
-        if len(trg) > 0:
-            sampled_targets = matches[n, idx]
-            for name, value in trg.get_fields().items():
-                if name.startswith("gt_") and not props.has(name):
-                    props.set(name, value[sampled_targets])
-        sampled.append(props)
+        res = Instances(props.image_size)
+        res.proposal_boxes = Boxes(fields["proposal_boxes"][n])
+        res.objectness_logits = fields["objectness_logits"][n]
+        res.gt_classes = fields["gt_classes"][n]
+        if len(trg) > 0:  # as Detectron2: images without ground truth get no gt_boxes
+            res.gt_boxes = Boxes(fields["gt_boxes"][n])
+        sampled.append(res)
     if log_now(self):
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
