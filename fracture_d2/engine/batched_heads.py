@@ -16,9 +16,11 @@ untouched):
   level), finiteness, clipping and the size filter for all images at once, then one NMS per
   image as before (two host waits per batch plus one per NMS, instead of three to four per
   image); the anchors are cached per feature-map size;
-- the ROI heads' proposal labelling and sampling: padded over the batch, one host wait for the
+- the ROI heads' proposal labelling and sampling: the ground truth appended and everything
+  padded over the batch, the samples of all images gathered at once, one host wait for the
   sample sizes;
-- the box pooler: the RoIs sorted by pyramid level once (one host wait, not one per level);
+- the box pooler: RoI rows and pyramid levels computed for the batch at once, the RoIs sorted by
+  level once (one host wait, not one per level);
 - the box predictor's losses: a masked box loss, the classification statistics logged only
   every metrics period.
 
