@@ -206,4 +206,4 @@ def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
             sum(model(batch).values()).backward()
 
     ops = {name: count_ops(step, m) for name, m in (("stock", stock), ("fast", fast))}
-    assert ops["fast"] < 0.6 * ops["stock"], ops  # measured: 1825 vs 3410
+    assert ops["fast"] < 0.6 * ops["stock"], ops  # measured: 1409 vs 3410
