@@ -186,7 +186,7 @@ def test_op_counter_counts_forward_and_backward():
 
 def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
     """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch
-    on a GPU, README "Speed"): the switches cut the forward + backward's count by over 40%."""
+    on a GPU, README "Speed"): the switches more than halve the forward + backward's count."""
     cfg = get_fracture_cfg()
     cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
     cfg.MODEL.DEVICE = "cpu"
@@ -206,4 +206,4 @@ def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
             sum(model(batch).values()).backward()
 
     ops = {name: count_ops(step, m) for name, m in (("stock", stock), ("fast", fast))}
-    assert ops["fast"] < 0.6 * ops["stock"], ops  # measured: 1409 vs 3410
+    assert ops["fast"] < 0.5 * ops["stock"], ops  # measured: 1409 vs 3410
