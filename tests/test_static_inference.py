@@ -1,5 +1,6 @@
 """Static-shape inference (fracture_d2.engine.static_inference) against Detectron2's forward."""
 
+import copy
 import logging
 
 import pytest
@@ -60,10 +61,14 @@ def test_static_forward_compiles_as_one_graph(model):
     """fullgraph=True fails on any graph break: the whole forward is one graph, which is what
     CUDA-graph capture (COMPILE_MODE reduce-overhead) needs. The eager backend keeps the test
     fast; it traces exactly what inductor would compile."""
-    compiled = torch.compile(StaticRCNN(model), backend="eager", fullgraph=True, dynamic=False)
+    from fracture_d2.engine.batched_heads import make_batched, use_matrix_nms
+
+    # with the other switches' patches on the model too (cached anchors, batched RPN, ...)
+    patched = use_matrix_nms(make_batched(copy.deepcopy(model)))
+    compiled = torch.compile(StaticRCNN(patched), backend="eager", fullgraph=True, dynamic=False)
     inputs = batch()
     with torch.no_grad():
-        assert_same(model(inputs), static_predict(model, compiled, inputs))
+        assert_same(model(inputs), static_predict(patched, compiled, inputs))
 
 
 def test_static_forward_never_waits_for_the_device(model):

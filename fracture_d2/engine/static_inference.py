@@ -100,7 +100,8 @@ class StaticRCNN(torch.nn.Module):
         features = model.backbone(images)
         rpn = model.proposal_generator
         rpn_features = [features[f] for f in rpn.in_features]
-        anchors = rpn.anchor_generator(rpn_features)
+        generator = rpn.anchor_generator  # the class's forward: not an instance's cached one
+        anchors = type(generator).forward(generator, rpn_features)
         logits, deltas = rpn.rpn_head(rpn_features)
         logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
         box_dim = rpn.anchor_generator.box_dim
