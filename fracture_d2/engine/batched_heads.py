@@ -40,9 +40,7 @@ import types
 import numpy as np
 import torch
 from detectron2.layers import cat, cross_entropy
-from detectron2.modeling.poolers import (
-    ROIPooler,
-)
+from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import ROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import (
