@@ -61,6 +61,15 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     steps = {k: v["ops_per_step"] for k, v in r["train"]["profile"].items()}
     assert steps["project"] > 1000 and steps["stock"] > 1000
     assert all(r["inference"][k]["batch1_ops"] > 100 for k in ("stock", "project"))
+    # --profile also counts the waits per batch-1 image: the matrix NMS needs far fewer
+    image_waits = {
+        k: sum(
+            r["inference"][k]["batch1_sync_ops"].get(op, 0)
+            for op in ("aten::item", "aten::nonzero")
+        )
+        for k in ("stock", "project")
+    }
+    assert image_waits["project"] < image_waits["stock"], image_waits
 
     # the README table from the JSON: one row per measure, ratios as measured
     table = run_script("tools/benchmark_table.py", out).stdout.splitlines()
@@ -74,6 +83,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     ops_row = next(line for line in table if "operators per training step" in line)
     assert f"| {steps['stock']:.0f} | {steps['project']:.0f} |" in ops_row
     assert any("operators per image, batch 1" in line for line in table)
+    wait_row = next(line for line in table if "host syncs per image, batch 1" in line)
+    assert f"| {round(image_waits['stock'])} | {round(image_waits['project'])} |" in wait_row
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     proc = run_script("tools/benchmark_table.py", bad, check=False)

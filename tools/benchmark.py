@@ -47,7 +47,8 @@ def parse_args(argv=None):
         default=0,
         metavar="N",
         help="also profile N training steps of each path (torch.profiler); tables go to "
-        "OUT.{stock,project}.txt and per-step counts of synchronising ops into the JSON",
+        "OUT.{stock,project}.txt and per-step counts of synchronising ops into the JSON; "
+        "and N batch-1 inference calls (synchronising ops per image)",
     )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
 
         dicts = DatasetCatalog.get("bench_synthetic_train")[: a.infer_images]
         grays = [read_radiograph(d["file_name"]) for d in dicts]
-        report["inference"] = benchmark_inference(cfg, grays, a.batch_size, a.rounds)
+        report["inference"] = benchmark_inference(cfg, grays, a.batch_size, a.rounds, a.profile)
         write_json_atomic(a.out, report, indent=2)
     if a.eval_dataset:
         report["accuracy"] = accuracy(cfg, a.eval_dataset, a.batch_size)

@@ -76,8 +76,9 @@ for run in $RUNS; do
     fracture512) bench fracture512 150 --skip-infer --rounds 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True MODEL.RPN.PRE_NMS_TOPK_TRAIN 1000 \
       MODEL.RPN.POST_NMS_TOPK_TRAIN 500 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 ;;
-    static512) bench static512 80 --skip-train "${OPTS[@]}" FRACTURE.FAST.STATIC_INFERENCE True ;;
-    graphs512) bench graphs512 280 --skip-train --batch-size 1 "${OPTS[@]}" \
+    static512) bench static512 80 --skip-train --profile 8 "${OPTS[@]}" \
+      FRACTURE.FAST.STATIC_INFERENCE True ;;
+    graphs512) bench graphs512 280 --skip-train --batch-size 1 --profile 8 "${OPTS[@]}" \
       FRACTURE.FAST.STATIC_INFERENCE True \
       FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
       FRACTURE.FAST.STATIC_PAD 1024 ;;

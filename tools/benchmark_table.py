@@ -90,6 +90,9 @@ def rows(r: dict) -> list[str]:
             f"{p['batch1_latency_ms']:.1f}",
             f"latency {i['latency_ratio']:.2f}x",
         )
+        if "batch1_sync_ops" in s and "batch1_sync_ops" in p:
+            waits = [syncs({"sync_ops_per_step": x["batch1_sync_ops"]}) for x in (s, p)]
+            row("host syncs per image, batch 1", *map(str, waits), "")
         if s.get("batch1_ops") and p.get("batch1_ops"):
             ops = (s["batch1_ops"], p["batch1_ops"])
             row("operators per image, batch 1", *map(str, ops), f"{ops[1] / ops[0]:.2f}x")

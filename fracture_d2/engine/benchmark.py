@@ -134,6 +134,20 @@ def count_ops(fn, *args) -> int | None:
     return counter.count
 
 
+def sync_counts(fn, calls: int, cuda: bool) -> dict:
+    """Per call of ``fn()``, the synchronising operators of :data:`SYNC_OPS` that
+    ``torch.profiler`` records over ``calls`` calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    return {e.key: e.count / calls for e in prof.key_averages() if e.key in SYNC_OPS}
+
+
 def profile_steps(trainer, steps: int, first_iter: int, out_file: str) -> dict:
     """Profile ``steps`` training steps of ``trainer`` with ``torch.profiler``; write the top
     operators (by device time on CUDA, CPU time otherwise) to ``out_file``; return per-step

@@ -3,6 +3,7 @@ against the project's :class:`BatchPredictor`, interleaved; and bbox AP of both 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -17,6 +18,7 @@ from fracture_d2.engine.benchmark import (
     median_latency,
     peak_gpu_mem,
     stock_config,
+    sync_counts,
     time_calls,
 )
 
@@ -70,8 +72,12 @@ class ProjectInference:
         return self.predictor(grays)
 
 
-def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) -> dict:
-    """Batch-1 latency and batch-N throughput, stock vs project, interleaved per round."""
+def benchmark_inference(
+    cfg, grays: list, batch_size: int = 8, rounds: int = 3, profile: int = 0
+) -> dict:
+    """Batch-1 latency and batch-N throughput, stock vs project, interleaved per round;
+    ``profile``: also the host-device waits per batch-1 image over that many images
+    (``torch.profiler``: CUDA stream syncs on a GPU, ``.item()``/``nonzero`` on a CPU)."""
     device = cfg.MODEL.DEVICE
     paths = {"stock": StockInference(stock_config(cfg)), "project": ProjectInference(cfg)}
     legs = {"stock": stock_config(cfg), "project": cfg}
@@ -111,6 +117,10 @@ def benchmark_inference(cfg, grays: list, batch_size: int = 8, rounds: int = 3) 
                 None if legs[name].FRACTURE.FAST.COMPILE_BACKBONE else count_ops(p.one, grays[0])
             ),
         }
+        if profile > 0:
+            images = iter(grays * (profile // len(grays) + 1))
+            one = functools.partial(lambda path, it: path.one(next(it)), p, images)
+            out[name]["batch1_sync_ops"] = sync_counts(one, profile, device.startswith("cuda"))
     out["latency_ratio"] = out["project"]["batch1_latency_ms"] / out["stock"]["batch1_latency_ms"]
     out["throughput_ratio"] = (
         out["project"][f"batch{batch_size}_images_per_second"]
