@@ -164,9 +164,23 @@ def static_predict(model, forward, batched_inputs: list[dict], pad: int = 0) -> 
     boxes, scores, classes, valid, converged = forward(
         tensor, sizes.to(tensor.device, non_blocking=True)
     )
-    boxes, scores, classes, valid, converged = (
-        x.cpu() for x in (boxes, scores, classes, valid, converged)
+    # one copy to the host (one wait): classes and flags are exact in float32
+    n_img, dets = scores.shape
+    packed = torch.cat(
+        [
+            boxes.float().flatten(),
+            scores.float().flatten(),
+            classes.float().flatten(),
+            valid.float().flatten(),
+            converged.float().reshape(1),
+        ]
+    ).cpu()
+    boxes, scores, classes, valid, converged = packed.split(
+        [4 * n_img * dets] + [n_img * dets] * 3 + [1]
     )
+    boxes = boxes.view(n_img, dets, 4)
+    scores, classes, valid = (x.view(n_img, dets) for x in (scores, classes, valid))
+    classes, valid = classes.long(), valid.bool()
     if not bool(converged):
         logger.warning("static inference: NMS did not converge; this batch runs the eager model")
         return model(batched_inputs)
