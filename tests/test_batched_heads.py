@@ -12,10 +12,10 @@ from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_p
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
+from rpn_utils import find_top_proposals
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.batched_heads import GT_LOGIT, make_batched
-from fracture_d2.engine.batched_rpn import find_top_proposals
 from fracture_d2.engine.sync_free import (
     match_batched,
     pad_boxes,

@@ -11,6 +11,7 @@ from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_p
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from rpn_utils import find_top_proposals
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.batched_heads import (
@@ -18,7 +19,6 @@ from fracture_d2.engine.batched_heads import (
     make_batched,
     use_matrix_nms,
 )
-from fracture_d2.engine.batched_rpn import find_top_proposals
 from fracture_d2.engine.benchmark import OpCounter, count_ops
 from fracture_d2.engine.matrix_nms import nms_keep
 

@@ -287,7 +287,7 @@ def _box_predictor_inference(self, predictions, proposals):
 
 def use_matrix_nms(model: torch.nn.Module) -> torch.nn.Module:
     """``FRACTURE.FAST.MATRIX_NMS``: the RPN's proposal selection (:func:`.batched_rpn.
-    find_top_proposals`) and the box predictor's inference (:func:`fast_rcnn_inference_batched`)
+    select_proposals`) and the box predictor's inference (:func:`fast_rcnn_inference_batched`)
     of ``model`` run every image's NMS at once (:mod:`.matrix_nms`). Returns ``model``."""
     rpn = getattr(model, "proposal_generator", None)
     if isinstance(rpn, RPN):

@@ -90,38 +90,6 @@ def rpn_losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_del
     return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
 
-def find_top_proposals(
-    proposals,
-    pred_objectness_logits,
-    image_sizes,
-    nms_thresh: float,
-    pre_nms_topk: int,
-    post_nms_topk: int,
-    min_box_size: float,
-    training: bool,
-    matrix_nms: bool = False,
-):
-    """:func:`detectron2.modeling.proposal_generator.proposal_utils.find_top_rpn_proposals`
-    with the per-image filtering done once for the batch (:func:`select_proposals`)."""
-    batch = torch.arange(len(image_sizes), device=proposals[0].device)
-    boxes, scores = [], []
-    for boxes_i, logits_i in zip(proposals, pred_objectness_logits, strict=True):
-        top_scores, top_idx = logits_i.topk(min(logits_i.shape[1], pre_nms_topk), dim=1)
-        boxes.append(boxes_i[batch[:, None], top_idx])
-        scores.append(top_scores)
-    return select_proposals(
-        cat(boxes, dim=1),
-        cat(scores, dim=1),
-        [x.shape[1] for x in scores],
-        image_sizes,
-        nms_thresh,
-        post_nms_topk,
-        min_box_size,
-        training,
-        matrix_nms,
-    )
-
-
 def top_decoded_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, topk: int):
     """Each level's ``topk`` best anchors per image by objectness, decoded: (B, N, 4) boxes,
     (B, N) scores and the level sizes. Detectron2 decodes every anchor and then takes the top

@@ -24,7 +24,6 @@ it returns and reruns a batch that did not converge with the model's own forward
 from __future__ import annotations
 
 import logging
-import weakref
 
 import torch
 import torch.nn.functional as F
@@ -217,21 +216,19 @@ class StaticInferenceModel(torch.nn.Module):
         return static_predict(self.model, self._static[0], batched_inputs, self.pad)
 
 
-_WRAPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def with_static_inference(model, cfg):
-    """``model`` for inference under ``FRACTURE.FAST.STATIC_INFERENCE``: a (cached, so compiled
-    graphs are reused across evaluations) :class:`StaticInferenceModel`, or ``model`` itself
-    when the switch is off. A DistributedDataParallel wrapper is looked through."""
+    """``model`` for inference under ``FRACTURE.FAST.STATIC_INFERENCE``: a :class:`
+    StaticInferenceModel` kept on the model (so compiled graphs are reused across evaluations),
+    or ``model`` itself when the switch is off. A DistributedDataParallel wrapper is looked
+    through."""
     fast = cfg.FRACTURE.FAST
     if not fast.STATIC_INFERENCE:
         return model
     model = getattr(model, "module", model)  # DDP: the model itself runs inference
     key = (fast.NMS_ROUNDS, fast.STATIC_PAD, fast.COMPILE_BACKBONE, fast.COMPILE_MODE)
-    cached = _WRAPPED.get(model)
+    cached = model.__dict__.get("_static_inference")  # not a registered submodule
     if cached is None or cached[0] != key:
         mode = fast.COMPILE_MODE if fast.COMPILE_BACKBONE else None
         cached = (key, StaticInferenceModel(model, fast.NMS_ROUNDS, fast.STATIC_PAD, mode))
-        _WRAPPED[model] = cached
+        model.__dict__["_static_inference"] = cached
     return cached[1]
