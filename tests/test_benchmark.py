@@ -27,6 +27,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         2,
         "--profile",
         1,
+        "--loader-batches",
+        3,
         "--out",
         out,
         "INPUT.MIN_SIZE_TEST",
@@ -46,6 +48,10 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         assert r["inference"][path]["batch2_images_per_second"] > 0
     assert r["train"]["ratio"] > 0 and r["inference"]["latency_ratio"] > 0
     assert r["device"] == "cpu" and r["images_per_batch"] == 2
+    # --loader-batches: both training loaders alone, 3 batches of 2 images per round
+    for path in ("stock", "project"):
+        assert r["loader"][path]["items"] == [6] and r["loader"][path]["images_per_second"] > 0
+    assert r["loader"]["ratio"] > 0
     # the profile: an operator table per path, and per-step counts of synchronising ops
     for path in ("stock", "project"):
         table = tmp_path / f"bench.{path}.txt"
@@ -80,6 +86,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     sync_row = next(line for line in table if "host syncs per training step" in line)
     assert f"| {round(waits['stock'])} | {round(waits['project'])} |" in sync_row
     assert any("inference batch 2, img/s" in line for line in table)
+    loader_row = next(line for line in table if "training data loader alone" in line)
+    assert f"| {r['loader']['ratio']:.2f}x |" in loader_row
     ops_row = next(line for line in table if "operators per training step" in line)
     assert f"| {steps['stock']:.0f} | {steps['project']:.0f} |" in ops_row
     assert any("operators per image, batch 1" in line for line in table)

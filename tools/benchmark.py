@@ -4,7 +4,8 @@
 Both run in this one process on the same config, data and device, warmed up, interleaved
 (stock, project, stock, project, ...). Prints and writes JSON: img/s, s/iter, peak GPU memory,
 batch-1 latency and batch-N throughput, and the ratios project/stock; optionally bbox AP of
-both inference paths with the same weights.
+both inference paths with the same weights; optionally the img/s of both training data loaders
+alone (``--loader-batches``).
 
 Examples:
     python tools/benchmark.py --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml
@@ -50,6 +51,14 @@ def parse_args(argv=None):
         "OUT.{stock,project}.txt and per-step counts of synchronising ops into the JSON; "
         "and N batch-1 inference calls (synchronising ops per image)",
     )
+    p.add_argument(
+        "--loader-batches",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N batches of each training data loader alone, no model (img/s the "
+        "loaders deliver with DATALOADER.NUM_WORKERS; 0: skip)",
+    )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
     p.add_argument("--out", default="output/benchmark/benchmark.json")
@@ -67,7 +76,7 @@ def main(argv=None) -> int:
 
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.data.register import register_all
-    from fracture_d2.engine.benchmark import benchmark_training
+    from fracture_d2.engine.benchmark import benchmark_loader, benchmark_training
     from fracture_d2.engine.synthetic_bench import synthetic_benchmark_data
     from fracture_d2.inference.benchmark import accuracy, benchmark_inference
 
@@ -105,6 +114,9 @@ def main(argv=None) -> int:
             cfg, a.train_iters, a.warmup, a.rounds, a.profile, str(Path(a.out).with_suffix(""))
         )
         write_json_atomic(a.out, report, indent=2)  # kept if a later stage fails
+    if a.loader_batches > 0:
+        report["loader"] = benchmark_loader(cfg, a.loader_batches, rounds=a.rounds)
+        write_json_atomic(a.out, report, indent=2)
     if not a.skip_infer:
         from detectron2.data import DatasetCatalog
 

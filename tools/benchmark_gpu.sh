@@ -7,13 +7,14 @@
 #
 # WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
 # target first, for a machine whose Python already has torch but not detectron2 & co.
-# RUNS: which runs, in order (default "matrix512 static512 graphs512 batched512 amp512 fp32_512
-# amp800 compile512", about 23 minutes of limits; pick a few on a short lease): matrix512 = fp32
+# RUNS: which runs, in order (default "matrix512 static512 graphs512 loader512 batched512 amp512
+# fp32_512 amp800 compile512", about 24 minutes of limits; pick a few on a short lease): matrix512 = fp32
 # with FRACTURE.FAST.BATCHED_HEADS and MATRIX_NMS, training and inference; static512 = inference
 # with STATIC_INFERENCE; graphs512 = that compiled whole in CUDA-graph mode (COMPILE_BACKBONE,
 # COMPILE_MODE reduce-overhead), inputs padded to one 1024 x 1024 size (STATIC_PAD 1024: one
 # graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
 # fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
+# loader512 = both training data loaders alone, no model (img/s they deliver with WORKERS);
 # WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
 #   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
@@ -24,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-output/benchmark/gpu}
-RUNS=${RUNS:-matrix512 static512 graphs512 batched512 amp512 fp32_512 amp800 compile512}
+RUNS=${RUNS:-matrix512 static512 graphs512 loader512 batched512 amp512 fp32_512 amp800 compile512}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -82,6 +83,7 @@ for run in $RUNS; do
       FRACTURE.FAST.STATIC_INFERENCE True \
       FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
       FRACTURE.FAST.STATIC_PAD 1024 ;;
+    loader512) bench loader512 60 --skip-train --skip-infer --loader-batches 60 "${OPTS[@]}" ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
       "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
     *) echo "unknown run $run" ;;

@@ -81,6 +81,15 @@ def rows(r: dict) -> list[str]:
             row(
                 "operators per training step", *(f"{x:.0f}" for x in ops), f"{ops[1] / ops[0]:.2f}x"
             )
+    ld = r.get("loader")
+    if ld:
+        s, p = ld["stock"], ld["project"]
+        row(
+            f"training data loader alone, img/s ({ld['workers']} workers)",
+            f"{s['images_per_second']:.1f}",
+            f"{p['images_per_second']:.1f}",
+            f"{ld['ratio']:.2f}x",
+        )
     i = r.get("inference")
     if i:
         s, p = i["stock"], i["project"]

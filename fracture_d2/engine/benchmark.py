@@ -269,6 +269,45 @@ def benchmark_training(
     return out
 
 
+def benchmark_loader(cfg, batches: int = 30, warmup: int = 3, rounds: int = 2) -> dict:
+    """Images per second each training data loader delivers on its own, without a model:
+    Detectron2's (``DefaultTrainer.build_train_loader``: ``DatasetMapper``, PIL decoding) and
+    the project's (:class:`~fracture_d2.engine.Trainer`: ``RadiographMapper``, OpenCV), on the
+    same config, data and ``DATALOADER.NUM_WORKERS``. A training step can go no faster than
+    its loader, so the project's training img/s on a GPU is only meaningful where its loader
+    delivers more.
+
+    Each round builds a loader, takes ``warmup`` batches (workers started, their prefetched
+    images drained: Detectron2 batches in the main process, so a worker queue holds images, not
+    batches), times ``batches`` more and shuts the workers down before the other loader's turn
+    (stock, project, stock, ...).
+    """
+    from fracture_d2.engine.trainer import Trainer
+
+    stock_cfg = stock_config(cfg)
+    builders = {
+        "stock": lambda: DefaultTrainer.build_train_loader(stock_cfg),
+        "project": lambda: Trainer.build_train_loader(cfg),
+    }
+    timings = {n: Timing(n) for n in builders}
+    for r in range(rounds):
+        for name, build in builders.items():
+            loader = build()
+            it = iter(loader)
+            for _ in range(warmup):
+                next(it)
+            t = time.perf_counter()
+            images = sum(len(next(it)) for _ in range(batches))
+            timings[name].seconds.append(time.perf_counter() - t)
+            timings[name].items.append(images)
+            del it, loader  # the workers stop before the other loader is timed
+            logger.info(f"loader round {r} {name}: {timings[name].per_second:.1f} img/s")
+    out = {n: t.summary() for n, t in timings.items()}
+    out["workers"] = cfg.DATALOADER.NUM_WORKERS
+    out["ratio"] = timings["project"].per_second / timings["stock"].per_second
+    return out
+
+
 def time_calls(fn, inputs: list, warmup: int, device: str) -> tuple[float, int]:
     """Call ``fn(x)`` for each input after ``warmup`` untimed calls; (seconds, calls)."""
     for x in inputs[:warmup]:
