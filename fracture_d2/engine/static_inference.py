@@ -36,6 +36,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 
 from .batched_heads import detections_padded, pooler_levels
 from .batched_rpn import clip_and_filter, top_decoded_proposals, top_kept_proposals
+from .box_transform import vectorize_box_transforms
 
 logger = logging.getLogger("fracture_d2")
 
@@ -91,6 +92,7 @@ class StaticRCNN(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, nms_rounds: int = 12):
         super().__init__()
         check_static_model(model)
+        vectorize_box_transforms(model)  # the same boxes in fewer operations
         self.model = model
         self.nms_rounds = nms_rounds
 
