@@ -93,6 +93,61 @@ def test_find_top_proposals_matrix_nms_matches_detectron2():
     assert len(out[0]) < 1000  # NMS removed boxes
 
 
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the calls that copy a tensor's values to the host (each a wait on a GPU)."""
+
+    READS = {torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__bool__, torch.equal}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += func in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def test_matrix_nms_proposals_one_host_read_and_divergence():
+    """With the matrix NMS the proposal selection reads the device once when the NMS converges
+    within its first rounds: the convergence flag, the divergence flag (training) and the counts
+    together; a diverged training run still stops as Detectron2's does."""
+    g = torch.Generator().manual_seed(6)
+    sizes = [(128, 160), (100, 120)]
+    proposals = [torch.stack([clustered_boxes(g, 1, n)[0] - 10 for _ in sizes]) for n in (400, 60)]
+    logits = [torch.randn(len(sizes), n, generator=g) for n in (400, 60)]
+    args = (proposals, logits, sizes, 0.7, 500, 300, 0.0)
+    for training in (False, True):
+        ref = find_top_rpn_proposals(*args, training)
+        with HostReads() as reads:
+            out = find_top_proposals(*args, training, matrix_nms=True)
+        assert reads.count == 1
+        for a, b in zip(ref, out, strict=True):
+            assert len(a) == len(b) > 0
+            assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
+    logits[1][0, 3] = float("nan")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        find_top_proposals(*args, True, matrix_nms=True)
+    assert len(find_top_proposals(*args, False, matrix_nms=True)[0]) > 0  # inference: dropped
+
+
+def test_matrix_nms_proposals_long_chain():
+    """A chain of 30 suppressions (see above) outlasts the first rounds: the selection goes on
+    with checked rounds and still returns Detectron2's proposals."""
+    from fracture_d2.engine.batched_rpn import FIRST_ROUNDS
+
+    n = 30
+    x = torch.arange(n, dtype=torch.float32) * 3.0
+    boxes = torch.stack([x, torch.zeros(n), x + 10, torch.full((n,), 10.0)], dim=1)[None]
+    logits = torch.linspace(1.0, 0.1, n)[None]
+    args = ([boxes], [logits], [(50, 200)], 0.5, 100, 100, 0.0, False)
+    ref = find_top_rpn_proposals(*args)[0]
+    with HostReads() as reads:
+        out = find_top_proposals(*args, matrix_nms=True)[0]
+    assert len(out) == 15 and reads.count > 2  # 1 + the checks + 1 more read of the counts
+    assert torch.equal(ref.proposal_boxes.tensor, out.proposal_boxes.tensor)
+    assert n // 2 > FIRST_ROUNDS
+
+
 @pytest.mark.parametrize("agnostic", [False, True])
 @pytest.mark.parametrize("topk", [5, -1])
 def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk):
@@ -107,7 +162,9 @@ def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk):
     scores[1][4, 0] = float("nan")
     args = (boxes, scores, shapes, 0.05, 0.5, topk)
     ref, ref_idx = fast_rcnn_inference(*args)
-    out, out_idx = fast_rcnn_inference_batched(*args)
+    with HostReads() as reads:
+        out, out_idx = fast_rcnn_inference_batched(*args)
+    assert reads.count == 1  # counts and the NMS's convergence flag in one copy
     assert sum(len(r) for r in ref) > 10
     for a, b, ia, ib, x, s in zip(ref, out, ref_idx, out_idx, boxes, scores, strict=True):
         assert a.image_size == b.image_size and len(a) == len(b)
@@ -117,6 +174,19 @@ def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk):
         # Detectron2's indices count the finite rows only; these index the RoIs given
         finite = (torch.isfinite(x).all(1) & torch.isfinite(s).all(1)).nonzero()[:, 0]
         assert torch.equal(finite[ia], ib)
+
+
+def test_fast_rcnn_inference_batched_long_chain():
+    n = 30  # the chain of test_nms_keep_long_chain_needs_many_rounds, as one image's RoIs
+    x = torch.arange(n, dtype=torch.float32) * 3.0
+    boxes = torch.stack([x, torch.zeros(n), x + 10, torch.full((n,), 10.0)], dim=1)
+    probs = torch.linspace(0.9, 0.3, n)
+    scores = torch.stack([probs, 1 - probs], dim=1)  # one class + background
+    args = ([boxes], [scores], [(50, 200)], 0.05, 0.5, 100)
+    ref, _ = fast_rcnn_inference(*args)
+    out, _ = fast_rcnn_inference_batched(*args)
+    assert len(out[0]) == len(ref[0]) == 15
+    assert torch.equal(out[0].pred_boxes.tensor, ref[0].pred_boxes.tensor)
 
 
 @pytest.mark.parametrize("matrix", [False, True])

@@ -54,10 +54,12 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from .batched_rpn import (
+    FIRST_ROUNDS,
     batch_rpn_inference,
     clip_boxes,
     log_now,
     masked_smooth_l1,
+    read_counts,
     rpn_label_and_sample_anchors,
     rpn_losses,
 )
@@ -207,8 +209,9 @@ def fast_rcnn_inference_batched(
 ):
     """:func:`detectron2.modeling.roi_heads.fast_rcnn.fast_rcnn_inference` for the whole batch:
     the RoIs of all images padded into one tensor, clipped, thresholded and suppressed per image
-    and class by one :func:`.matrix_nms.nms_keep`, then the ``topk_per_image`` best per image.
-    One host wait for the detection counts (plus the NMS's convergence checks); the same
+    and class by one matrix NMS, then the ``topk_per_image`` best per image. One host wait for
+    the detection counts and the NMS's convergence flag after its first rounds (more only where
+    it had not converged); the same
     detections as Detectron2's, ordered by descending score. The kept indices index the RoIs
     given (Detectron2's count only the rows left after dropping non-finite ones)."""
     lengths = [len(s) for s in scores]
@@ -220,9 +223,13 @@ def fast_rcnn_inference_batched(
     b, valid = pad_rows(list(boxes), device)  # (B, R, C' * 4)
     s, _ = pad_rows(list(scores), device)  # (B, R, C + 1)
     hw = host_to_device(image_shapes, device, b.dtype)
-    det = detections_padded(b, s, valid, hw, score_thresh, nms_thresh, topk_per_image)
-    det_boxes, det_scores, det_classes, det_rois, det_valid, _ = det
-    counts = det_valid.sum(dim=1).tolist()
+    args = (b, s, valid, hw, score_thresh, nms_thresh, topk_per_image)
+    det = detections_padded(*args, rounds=FIRST_ROUNDS)
+    counts, converged = read_counts(det[4].sum(dim=1), converged=det[5])  # one host wait
+    if not converged:  # rare (long chains of suppressions): the NMS with checked rounds
+        det = detections_padded(*args)
+        counts, _ = read_counts(det[4].sum(dim=1))
+    det_boxes, det_scores, det_classes, det_rois, _, _ = det
     results, kept_rois = [], []
     for n, image_shape in enumerate(image_shapes):
         res = Instances(image_shape)

@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
-from .matrix_nms import nms_keep, nms_keep_rounds
+from .matrix_nms import MatrixNMS, nms_keep, nms_keep_rounds
 from .sync_free import (
     host_to_device,
     match_batched,
@@ -130,17 +130,16 @@ def select_proposals(
     once (:func:`.matrix_nms.nms_keep`) instead of one per image."""
     device = boxes.device
     finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
-    if training and not bool(finite.all()):
-        raise FloatingPointError(
-            "Predicted boxes or scores contain Inf/NaN. Training has diverged."
-        )
     hw = host_to_device(image_sizes, device, boxes.dtype)  # (B, 2) as (h, w)
     boxes, scores, keep = clip_and_filter(boxes, scores, finite, hw, min_box_size)
+    # Detectron2 stops a diverged training run here; the flag is read with the counts below
+    # (one host wait instead of two)
+    all_finite = finite.all().view(1) if training else None
     if matrix_nms:
         return _top_after_matrix_nms(
-            boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk
+            boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk, all_finite
         )
-    dropped = (~keep).sum(dim=1).tolist()
+    dropped, _ = read_counts((~keep).sum(dim=1), all_finite)
     levels = cat(
         [torch.full((k,), i, dtype=torch.int64, device=device) for i, k in enumerate(level_sizes)]
     )
@@ -153,6 +152,22 @@ def select_proposals(
         res.objectness_logits = scores[n][kept]
         results.append(res)
     return results
+
+
+def read_counts(counts, all_finite=None, converged=None) -> tuple[list[int], bool]:
+    """(B,) ``counts`` and the 0-d or 1-element bool flags on the host in one copy (one host
+    wait). Raises FloatingPointError, as Detectron2 does, if ``all_finite`` (in training: the
+    proposal candidates were finite; None: not checked) is False. Returns the counts and whether
+    ``converged`` (True if None)."""
+    flags = [x.view(1).to(counts.dtype) for x in (all_finite, converged) if x is not None]
+    values = torch.cat([counts, *flags]).tolist()
+    n = len(counts)
+    rest = iter(values[n:])
+    if all_finite is not None and not next(rest):
+        raise FloatingPointError(
+            "Predicted boxes or scores contain Inf/NaN. Training has diverged."
+        )
+    return values[:n], converged is None or bool(next(rest))
 
 
 def clip_boxes(boxes: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
@@ -181,6 +196,26 @@ def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
+def _level_groups(boxes, scores, valid, level_sizes):
+    """(B, N, ...) candidates in level blocks of ``level_sizes`` -> (B, L, width, ...) (the
+    padding is invalid)."""
+    width = max(level_sizes)
+    return (
+        torch.stack([_pad_dim1(x, width) for x in torch.split(t, level_sizes, dim=1)], dim=1)
+        for t in (boxes, scores, valid)
+    )
+
+
+def _top_of_kept(gb, gs, kept, post_topk: int):
+    """The ``post_topk`` best kept boxes per image of level groups (B, L, width, ...):
+    (B, P, 4) boxes, (B, P) scores by descending score, (B, P) validity."""
+    n_img = gb.shape[0]
+    ranked = gs.view(n_img, -1).masked_fill(~kept.view(n_img, -1), float("-inf"))
+    top = ranked.topk(min(post_topk, ranked.shape[1]), dim=1)
+    top_boxes = gb.view(n_img, -1, 4).gather(1, top.indices[..., None].expand(-1, -1, 4))
+    return top_boxes, top.values, top.values > float("-inf")
+
+
 def top_kept_proposals(
     boxes, scores, valid, level_sizes, nms_thresh: float, post_topk: int, rounds=None
 ):
@@ -189,29 +224,35 @@ def top_kept_proposals(
     scores by descending score (as Detectron2's ``batched_nms`` orders them), (B, P) validity
     (the kept ones come first) and the NMS's convergence flag (None: checked on the host,
     ``rounds``: that many rounds, :func:`.matrix_nms.nms_keep_rounds`)."""
-    n_img, width = boxes.shape[0], max(level_sizes)
-    gb, gs, gv = (  # (B, N, ...) -> (B, L, width, ...); the padding is invalid
-        torch.stack([_pad_dim1(x, width) for x in torch.split(t, level_sizes, dim=1)], dim=1)
-        for t in (boxes, scores, valid)
-    )
+    gb, gs, gv = _level_groups(boxes, scores, valid, level_sizes)
     args = (gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
     if rounds is None:
         kept, converged = nms_keep(*args), None
     else:
         kept, converged = nms_keep_rounds(*args, rounds)
-    ranked = gs.view(n_img, -1).masked_fill(~kept.view(n_img, -1), float("-inf"))
-    top = ranked.topk(min(post_topk, ranked.shape[1]), dim=1)
-    top_boxes = gb.view(n_img, -1, 4).gather(1, top.indices[..., None].expand(-1, -1, 4))
-    return top_boxes, top.values, top.values > float("-inf"), converged
+    return (*_top_of_kept(gb, gs, kept, post_topk), converged)
 
 
-def _top_after_matrix_nms(boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk):
-    """The end of :func:`select_proposals` with one NMS over all images and levels
-    (:func:`top_kept_proposals`); one host wait for the counts (plus the NMS's checks)."""
-    boxes, scores, valid, _ = top_kept_proposals(
-        boxes, scores, valid, level_sizes, nms_thresh, post_topk
-    )
-    counts = valid.sum(dim=1).tolist()
+# Matrix-NMS rounds before the first read of the proposal counts (nms_keep's first check)
+FIRST_ROUNDS = 6
+
+
+def _top_after_matrix_nms(
+    boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk, all_finite=None
+):
+    """The end of :func:`select_proposals` with one NMS over all images and levels: the NMS's
+    convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite`` and
+    the proposal counts read in one host wait; more rounds (and waits) only where the NMS had
+    not converged."""
+    gb, gs, gv = _level_groups(boxes, scores, valid, level_sizes)
+    nms = MatrixNMS(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
+    converged = nms.rounds(FIRST_ROUNDS)
+    boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)
+    counts, converged = read_counts(valid.sum(dim=1), all_finite, converged)
+    if not converged:  # a longer chain of suppressions: finish, then read the counts again
+        nms.finish()
+        boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)
+        counts, _ = read_counts(valid.sum(dim=1))
     results = []
     for n, image_size in enumerate(image_sizes):
         res = Instances(image_size)

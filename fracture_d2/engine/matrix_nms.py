@@ -66,6 +66,48 @@ def _round(keep, sorted_valid, suppress):
     return sorted_valid & ~(suppress & keep[:, None, :]).any(dim=2)
 
 
+class MatrixNMS:
+    """The iteration of :func:`nms_keep` in steps, for callers that fold its convergence check
+    into a host read they make anyway: ``MatrixNMS(boxes, scores, valid, threshold)``, then
+    :meth:`rounds` (no host wait; returns a convergence flag on the device) and, if that flag
+    is False, :meth:`finish` (checked rounds from where :meth:`rounds` stopped); :meth:`mask`
+    gives the kept boxes in input order at any point."""
+
+    def __init__(self, boxes, scores, valid, iou_threshold: float):
+        self.valid = valid
+        self.empty = scores.shape[0] == 0 or scores.shape[1] == 0
+        if self.empty:
+            self.keep = valid.clone()
+            return
+        self.idx, self.sorted_valid, self.suppress = _prepare(boxes, scores, valid, iou_threshold)
+        self.keep = self.sorted_valid
+
+    def rounds(self, n: int) -> torch.Tensor:
+        """``n`` rounds (at least 1) without a host wait: a 0-d bool tensor, True iff the last
+        round changed nothing, i.e. :meth:`mask` is greedy NMS's."""
+        if self.empty:
+            return torch.ones((), dtype=torch.bool, device=self.valid.device)
+        previous = self.keep
+        for _ in range(max(1, n)):
+            previous, self.keep = self.keep, _round(self.keep, self.sorted_valid, self.suppress)
+        return (self.keep == previous).all()
+
+    def finish(self, check_every: int = 6) -> None:
+        """Rounds until one changes nothing, checked on the host every ``check_every`` rounds
+        (a host wait each)."""
+        if self.empty:
+            return
+        for _ in range(self.keep.shape[1] + 1):  # at most k rounds: each fixes one more box
+            if bool(self.rounds(check_every)):
+                break
+
+    def mask(self) -> torch.Tensor:
+        """(G, K) bool: the boxes kept so far, in input order."""
+        if self.empty:
+            return self.keep
+        return torch.zeros_like(self.valid).scatter_(1, self.idx, self.keep)
+
+
 def nms_keep(
     boxes: torch.Tensor,
     scores: torch.Tensor,
@@ -78,18 +120,9 @@ def nms_keep(
 
     Equals ``torchvision.ops.nms`` run on each group's valid boxes. One host wait per
     ``check_every`` rounds of the iteration (see the module doc)."""
-    g, k = scores.shape
-    if g == 0 or k == 0:
-        return valid.clone()
-    idx, sorted_valid, suppress = _prepare(boxes, scores, valid, iou_threshold)
-    keep = sorted_valid
-    for _ in range(k + 1):  # converges in at most k rounds (each fixes at least one more box)
-        for _ in range(check_every):
-            previous = keep
-            keep = _round(keep, sorted_valid, suppress)
-        if torch.equal(keep, previous):
-            break
-    return torch.zeros_like(valid).scatter_(1, idx, keep)
+    nms = MatrixNMS(boxes, scores, valid, iou_threshold)
+    nms.finish(check_every)
+    return nms.mask()
 
 
 def nms_keep_rounds(
@@ -102,12 +135,6 @@ def nms_keep_rounds(
     """:func:`nms_keep` with a fixed number of rounds and no host wait (static shapes, for
     ``torch.compile`` / CUDA graphs): the keep mask and a 0-d bool tensor, True iff the last
     round changed nothing, i.e. the mask is greedy NMS's (else the caller must redo it)."""
-    g, k = scores.shape
-    if g == 0 or k == 0:
-        return valid.clone(), torch.ones((), dtype=torch.bool, device=valid.device)
-    idx, sorted_valid, suppress = _prepare(boxes, scores, valid, iou_threshold)
-    keep = previous = sorted_valid
-    for _ in range(max(1, rounds)):
-        previous, keep = keep, _round(keep, sorted_valid, suppress)
-    converged = (keep == previous).all()
-    return torch.zeros_like(valid).scatter_(1, idx, keep), converged
+    nms = MatrixNMS(boxes, scores, valid, iou_threshold)
+    converged = nms.rounds(rounds)
+    return nms.mask(), converged
