@@ -116,3 +116,55 @@ def apply_backend_flags(cfg) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_device_async(x: torch.Tensor, device) -> torch.Tensor:
+    """``x`` on ``device`` without a host wait: a CPU tensor bound for a GPU goes through pinned
+    memory (pinned here if the loader did not) with ``non_blocking``. A blocking host-to-GPU
+    copy, as Detectron2's ``tensor.to(device)`` of each input, synchronises the whole stream
+    (PyTorch's ``memcpy_and_sync``): the host stops issuing work until the GPU has caught up."""
+    device = torch.device(device)
+    if x.device.type == "cpu" and device.type == "cuda" and not x.is_pinned():
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
+def batch_to_device(batch: list[dict], device) -> list[dict]:
+    """A training batch (Detectron2's list of dicts) with its tensors and the tensors of its
+    ``Instances`` (boxes and classes; other structures by their own ``.to``) on ``device``,
+    copied without host waits (:func:`to_device_async`). Detectron2's model then finds them
+    there and copies nothing."""
+    from detectron2.structures import Boxes, Instances
+
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return to_device_async(v, device)
+        if isinstance(v, Boxes):  # RotatedBoxes too: constructed from their tensor
+            return type(v)(to_device_async(v.tensor, device))
+        if isinstance(v, Instances):
+            out = Instances(v.image_size)
+            for k, f in v.get_fields().items():
+                out.set(k, move(f))
+            return out
+        if hasattr(v, "to") and not isinstance(v, str | bytes):
+            return v.to(device)  # masks, keypoints: their own (blocking) copy, as Detectron2's
+        return v
+
+    return [{k: move(v) for k, v in d.items()} for d in batch]
+
+
+class DeviceBatches:
+    """A training loader whose batches come out already on ``device`` (:func:`batch_to_device`;
+    ``DATALOADER.PIN_MEMORY`` on a GPU). The copies queue behind the GPU's work instead of
+    waiting for it: ~3 host waits per image fewer (the image, the boxes, the classes)."""
+
+    def __init__(self, loader, device):
+        self.loader = loader
+        self.device = torch.device(device)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch_to_device(batch, self.device)

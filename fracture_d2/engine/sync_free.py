@@ -58,10 +58,9 @@ class SyncFreeMatcher(Matcher):
 def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
     """A small host list (or CPU tensor) as a device tensor through pinned memory, so the copy
     does not wait for the GPU's queue (a plain ``torch.tensor(..., device="cuda")`` does)."""
-    t = torch.as_tensor(values, dtype=dtype)
-    if torch.device(device).type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
+    from .speed import to_device_async
+
+    return to_device_async(torch.as_tensor(values, dtype=dtype), device)
 
 
 def pad_rows(rows: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:

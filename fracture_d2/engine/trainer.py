@@ -31,7 +31,13 @@ from .hooks import (
     ValidationLoss,
     WriteAfterEval,
 )
-from .speed import amp_dtype, apply_backend_flags, apply_speed_switches, inference_autocast
+from .speed import (
+    DeviceBatches,
+    amp_dtype,
+    apply_backend_flags,
+    apply_speed_switches,
+    inference_autocast,
+)
 from .static_inference import with_static_inference
 
 logger = logging.getLogger("fracture_d2")
@@ -115,6 +121,15 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        """The radiograph loader (see the class doc); with ``DATALOADER.PIN_MEMORY`` on a GPU its
+        batches reach the device through non-blocking copies (:class:`~.speed.DeviceBatches`)."""
+        loader = cls._radiograph_loader(cfg)
+        if cfg.DATALOADER.PIN_MEMORY and cfg.MODEL.DEVICE.startswith("cuda"):
+            return DeviceBatches(loader, cfg.MODEL.DEVICE)
+        return loader
+
+    @classmethod
+    def _radiograph_loader(cls, cfg):
         mapper = RadiographMapper(cfg, is_train=True)
         workers = cfg.DATALOADER.NUM_WORKERS > 0
         kwargs = {
