@@ -97,3 +97,35 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     bad.write_text("{")
     proc = run_script("tools/benchmark_table.py", bad, check=False)
     assert proc.returncode == 1 and "bad.json" in proc.stderr
+
+
+def test_compile_counters_and_their_table_row(tmp_path):
+    """A compiled run's JSON says how many graphs it compiled, where it broke and whether CUDA
+    graphs were skipped (on a CPU every reduce-overhead graph is a skip)."""
+    import torch
+
+    from fracture_d2.engine.benchmark import compile_counters
+
+    before = compile_counters()
+    f = torch.compile(lambda x: (x * 2).relu() + 1, mode="reduce-overhead")
+    f(torch.randn(8))
+    f(torch.randn(8))  # same shape: no recompilation
+
+    def broken(x):
+        x = x + 1
+        torch._dynamo.graph_break()
+        return x * 2
+
+    torch.compile(broken, backend="eager")(torch.randn(4))
+    after = compile_counters()
+    assert after["graphs"] - before["graphs"] == 3  # 1 + the two halves of `broken`
+    assert after["graph_breaks"] - before["graph_breaks"] == 1
+    if not torch.cuda.is_available():
+        assert after["cudagraph_skips"] > before["cudagraph_skips"]
+
+    out = tmp_path / "compiled.json"
+    report = {"config": "configs/x.yaml", "images_per_batch": 1, "threads": 2}
+    out.write_text(json.dumps({**report, "compile": after}))
+    rows = run_script("tools/benchmark_table.py", out).stdout.splitlines()
+    row = next(line for line in rows if "CUDA-graph skips" in line)
+    assert f"| {after['graphs']} / {after['graph_breaks']} / {after['cudagraph_skips']} |" in row

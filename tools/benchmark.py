@@ -76,7 +76,11 @@ def main(argv=None) -> int:
 
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.data.register import register_all
-    from fracture_d2.engine.benchmark import benchmark_loader, benchmark_training
+    from fracture_d2.engine.benchmark import (
+        benchmark_loader,
+        benchmark_training,
+        compile_counters,
+    )
     from fracture_d2.engine.synthetic_bench import synthetic_benchmark_data
     from fracture_d2.inference.benchmark import accuracy, benchmark_inference
 
@@ -109,24 +113,30 @@ def main(argv=None) -> int:
         "loader_workers": cfg.DATALOADER.NUM_WORKERS,
         "weights": cfg.MODEL.WEIGHTS,
     }
+
+    def save():  # after each stage: kept if a later one fails or runs out of time
+        if cfg.FRACTURE.FAST.COMPILE_BACKBONE:
+            report["compile"] = compile_counters()
+        write_json_atomic(a.out, report, indent=2)
+
     if not a.skip_train:
         report["train"] = benchmark_training(
             cfg, a.train_iters, a.warmup, a.rounds, a.profile, str(Path(a.out).with_suffix(""))
         )
-        write_json_atomic(a.out, report, indent=2)  # kept if a later stage fails
+        save()
     if a.loader_batches > 0:
         report["loader"] = benchmark_loader(cfg, a.loader_batches, rounds=a.rounds)
-        write_json_atomic(a.out, report, indent=2)
+        save()
     if not a.skip_infer:
         from detectron2.data import DatasetCatalog
 
         dicts = DatasetCatalog.get("bench_synthetic_train")[: a.infer_images]
         grays = [read_radiograph(d["file_name"]) for d in dicts]
         report["inference"] = benchmark_inference(cfg, grays, a.batch_size, a.rounds, a.profile)
-        write_json_atomic(a.out, report, indent=2)
+        save()
     if a.eval_dataset:
         report["accuracy"] = accuracy(cfg, a.eval_dataset, a.batch_size)
-    write_json_atomic(a.out, report, indent=2)
+    save()
     print(json.dumps(report, indent=2))
     print(f"wrote {a.out}")
     return 0

@@ -113,6 +113,14 @@ def rows(r: dict) -> list[str]:
             f"{p[key]:.1f}",
             f"{i['throughput_ratio']:.2f}x",
         )
+    c = r.get("compile")
+    if c:
+        row(
+            "compiled: graphs / graph breaks / CUDA-graph skips",
+            "",
+            f"{c['graphs']} / {c['graph_breaks']} / {c['cudagraph_skips']}",
+            "",
+        )
     a = r.get("accuracy")
     if a:
         s, p = a["stock"], a["project"]

@@ -134,6 +134,21 @@ def count_ops(fn, *args) -> int | None:
     return counter.count
 
 
+def compile_counters() -> dict:
+    """``torch.compile``'s counters in this process so far: frames compiled, graphs (more than
+    the compiled regions: recompilations), graph breaks and CUDA-graph skips. In the JSON of a
+    compiled run they say whether it ran the graphs it was meant to (``TORCH_LOGS=cudagraphs``
+    logs the reason of a skip; on a CPU every ``reduce-overhead`` graph is a skip)."""
+    from torch._dynamo.utils import counters
+
+    return {
+        "frames_compiled": counters["frames"]["ok"],
+        "graphs": counters["stats"]["unique_graphs"],
+        "graph_breaks": sum(counters["graph_break"].values()),
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
+
+
 def sync_counts(fn, calls: int, cuda: bool) -> dict:
     """Per call of ``fn()``, the synchronising operators of :data:`SYNC_OPS` that
     ``torch.profiler`` records over ``calls`` calls."""
