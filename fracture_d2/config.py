@@ -78,6 +78,10 @@ def add_fracture_config(cfg: CN) -> CN:
     # kernel launches from the host, for fixed input sizes), "max-autotune" or
     # "max-autotune-no-cudagraphs".
     fast.COMPILE_MODE = "default"
+    # Compile the backbone for symbolic input sizes (one compile for multi-scale training and all
+    # test sizes). False: Dynamo's default (a recompile for the first new height and width,
+    # then dynamic). The static inference path always compiles per size (CUDA graphs).
+    fast.COMPILE_DYNAMIC = True
     # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
     # Label assignment in the RPN and ROI heads without host-device syncs (fracture_d2.engine.

@@ -247,7 +247,7 @@ def test_speed_switches_keep_weights_and_outputs():
         cfg.FRACTURE.FAST.COMPILE_MODE = "fastest"
         with pytest.raises(ValueError, match="COMPILE_MODE"):
             apply_speed_switches(build_model(cfg), cfg)
-    assert modes == [{"mode": "reduce-overhead"}]
+    assert modes == [{"backend": "inductor", "dynamic": True, "mode": "reduce-overhead"}]
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = False
     nhwc = apply_speed_switches(build_model(cfg), cfg).eval()
     nhwc.load_state_dict(plain.state_dict())
@@ -259,6 +259,38 @@ def test_speed_switches_keep_weights_and_outputs():
         # same math, different convolution kernels: equal up to float32 rounding
         scale = float(a[k].abs().max())
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_compiled_backbone_sizes(dynamic):
+    """COMPILE_DYNAMIC: one compile serves every input size of multi-scale training (forward and
+    backward, the same values as eager); without it Dynamo compiles again for new sizes."""
+    from detectron2.modeling import build_model
+    from torch._dynamo.utils import counters
+
+    from fracture_d2.engine.speed import compile_backbone
+
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file(str(REPO / SMOKE))
+    cfg.FRACTURE.FAST.COMPILE_DYNAMIC = dynamic
+    torch.manual_seed(0)
+    eager = build_model(cfg).train()
+    compiled = compile_backbone(build_model(cfg).train(), cfg, backend="aot_eager")
+    compiled.load_state_dict(eager.state_dict())
+    torch._dynamo.reset()
+    graphs = []
+    for h, w in ((96, 128), (128, 96), (160, 192)):
+        x = torch.rand(2, 3, h, w) * 255
+        out = compiled.backbone(x)
+        ref = eager.backbone(x)
+        for k in ref:
+            torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-3)
+        sum(v.float().mean() for v in out.values()).backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    if dynamic:
+        assert graphs[0] >= 1 and graphs[-1] == graphs[0]
+    else:
+        assert graphs[-1] > graphs[0]
 
 
 def test_inference_dtype_switch():

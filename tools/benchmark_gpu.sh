@@ -14,6 +14,7 @@
 # COMPILE_MODE reduce-overhead), inputs padded to one 1024 x 1024 size (STATIC_PAD 1024: one
 # graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
 # fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
+# compile512 = matrix512's training with the backbone compiled (COMPILE_DYNAMIC: one compile);
 # loader512 = both training data loaders alone, no model (img/s they deliver with WORKERS);
 # WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
@@ -66,7 +67,8 @@ for run in $RUNS; do
   case $run in
     amp512) bench amp512 240 --profile 3 "${OPTS[@]}" "${AMP[@]}" ;;
     fp32_512) bench fp32_512 150 --skip-infer "${OPTS[@]}" ;;
-    compile512) bench compile512 240 --skip-infer --warmup 15 "${OPTS[@]}" "${AMP[@]}" \
+    compile512) bench compile512 240 --skip-infer --warmup 15 --rounds 2 "${OPTS[@]}" \
+      FRACTURE.FAST.BATCHED_HEADS True FRACTURE.FAST.MATRIX_NMS True \
       FRACTURE.FAST.COMPILE_BACKBONE True ;;
     syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
       "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
@@ -79,7 +81,7 @@ for run in $RUNS; do
       MODEL.RPN.POST_NMS_TOPK_TRAIN 500 MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 128 ;;
     static512) bench static512 80 --skip-train --profile 8 "${OPTS[@]}" \
       FRACTURE.FAST.STATIC_INFERENCE True ;;
-    graphs512) bench graphs512 280 --skip-train --batch-size 1 --profile 8 "${OPTS[@]}" \
+    graphs512) TORCH_LOGS=graph_breaks,recompiles,cudagraphs bench graphs512 280 --skip-train --batch-size 1 --profile 8 "${OPTS[@]}" \
       FRACTURE.FAST.STATIC_INFERENCE True \
       FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
       FRACTURE.FAST.STATIC_PAD 1024 ;;

@@ -55,12 +55,25 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
 
         use_matrix_nms(model)
     if fast.COMPILE_BACKBONE:
-        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        if fast.COMPILE_MODE not in modes:
-            raise ValueError(
-                f"FRACTURE.FAST.COMPILE_MODE must be one of {modes}, got {fast.COMPILE_MODE!r}"
-            )
-        model.backbone.compile(mode=fast.COMPILE_MODE)
+        compile_backbone(model, cfg)
+    return model
+
+
+def compile_backbone(model: torch.nn.Module, cfg, backend: str = "inductor") -> torch.nn.Module:
+    """``torch.compile`` ``model.backbone`` in place with ``FRACTURE.FAST.COMPILE_MODE`` and
+    ``COMPILE_DYNAMIC`` (symbolic input sizes: one compile covers multi-scale training and
+    every test size; else Dynamo recompiles for a new size, up to twice, then goes dynamic
+    anyway). ``backend``: for tests (a fast one); ``mode`` applies to inductor only."""
+    fast = cfg.FRACTURE.FAST
+    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if fast.COMPILE_MODE not in modes:
+        raise ValueError(
+            f"FRACTURE.FAST.COMPILE_MODE must be one of {modes}, got {fast.COMPILE_MODE!r}"
+        )
+    options = {"dynamic": bool(fast.COMPILE_DYNAMIC) or None}  # None: Dynamo's default
+    if backend == "inductor":
+        options["mode"] = fast.COMPILE_MODE
+    model.backbone.compile(backend=backend, **options)
     return model
 
 
