@@ -38,6 +38,8 @@ def test_same_values_as_detectron2(weights):
         out = fast.apply_deltas(half, src.half())
         assert out.dtype == torch.float32
         assert torch.equal(out, stock.apply_deltas(half, src.half()))
+    strided = torch.randn(8, 2000, generator=g).t()  # not contiguous: Detectron2 slices it
+    assert torch.equal(fast.apply_deltas(strided, src), stock.apply_deltas(strided, src))
     empty = torch.zeros(0, 4)
     assert fast.get_deltas(empty, empty).shape == (0, 4)
     assert fast.apply_deltas(torch.zeros(0, 8), empty).shape == (0, 8)

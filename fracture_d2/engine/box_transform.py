@@ -49,7 +49,7 @@ def apply_deltas(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tenso
     deltas = deltas.float()  # as Detectron2: fp32 for decoding precision
     boxes = boxes.to(deltas.dtype)
     ctr, size = _centers_and_sizes(boxes)
-    d = deltas.view(deltas.shape[0], deltas.shape[1] // 4, 4)  # (N, k, 4)
+    d = deltas.reshape(deltas.shape[0], deltas.shape[1] // 4, 4)  # (N, k, 4)
     d_ctr = d[..., :2] / w_ctr
     d_size = torch.clamp(d[..., 2:] / w_size, max=self.scale_clamp)
     pred_ctr = d_ctr * size[:, None] + ctr[:, None]
