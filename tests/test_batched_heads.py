@@ -13,6 +13,7 @@ from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 from rpn_utils import find_top_proposals
+from sync_utils import HostReads, OpNames
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.batched_heads import GT_LOGIT, make_batched
@@ -182,7 +183,9 @@ def test_roi_sampling_matches_detectron2(model):
         targets.append(t)
     with EventStorage(0):
         ref = roi.label_and_sample_proposals(proposals, targets)
-        out = batched.label_and_sample_proposals(proposals, targets)
+        with HostReads() as reads:
+            out = batched.label_and_sample_proposals(proposals, targets)
+    assert reads.count == 1  # the sample sizes, for the whole batch
     bg = roi.num_classes
     assert sum(int((o.gt_classes != bg).sum()) for o in out) > 10  # foreground was sampled
     for r, o, t in zip(ref, out, targets, strict=True):
@@ -262,8 +265,12 @@ def test_pooler_identical(model):
     boxes = [Boxes(mixed), Boxes(random_boxes(g, 25))]
     levels = assign_boxes_to_levels(boxes, ref.min_level, ref.max_level, 224, 4)
     assert levels.unique().numel() == 4
-    a, b = ref(feats, boxes), pooler(feats, boxes)
+    a = ref(feats, boxes)
+    with HostReads() as reads, OpNames() as ops:
+        b = pooler(feats, boxes)
     assert a.shape[0] == 65 and torch.equal(a, b)
+    # one host read for the boxes per level; no bincount (on a GPU it reads min and max first)
+    assert reads.count == 1 and "bincount" not in ops.names
     ga = torch.autograd.grad(a.square().sum(), feats)
     gb = torch.autograd.grad(b.square().sum(), feats)
     for x, y in zip(ga, gb, strict=True):

@@ -4,7 +4,7 @@ operators and without a host wait."""
 import pytest
 import torch
 from detectron2.modeling.box_regression import Box2BoxTransform
-from torch.utils._python_dispatch import TorchDispatchMode
+from sync_utils import OpNames
 
 from fracture_d2.engine.benchmark import count_ops
 from fracture_d2.engine.box_transform import vectorize_box_transform, vectorize_box_transforms
@@ -54,18 +54,10 @@ def test_fewer_operators_and_no_host_wait():
         ops = count_ops(getattr(stock, name), *args), count_ops(getattr(fast, name), *args)
         assert ops[1] < 0.7 * ops[0], (name, ops)
 
-    class Waits(TorchDispatchMode):
-        names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
-    with Waits() as mode:
+    with OpNames() as mode:
         fast.get_deltas(src, target)
     assert "_local_scalar_dense" not in mode.names and "_assert_async" in mode.names
-    mode.names.clear()
-    with mode:
+    with OpNames() as mode:
         stock.get_deltas(src, target)
     assert "_local_scalar_dense" in mode.names  # Detectron2's .item() on the check
 

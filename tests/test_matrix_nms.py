@@ -12,6 +12,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from rpn_utils import find_top_proposals
+from sync_utils import HostReads
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.batched_heads import (
@@ -91,20 +92,6 @@ def test_find_top_proposals_matrix_nms_matches_detectron2():
             assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
             assert torch.equal(a.objectness_logits, b.objectness_logits)
     assert len(out[0]) < 1000  # NMS removed boxes
-
-
-class HostReads(torch.overrides.TorchFunctionMode):
-    """Counts the calls that copy a tensor's values to the host (each a wait on a GPU)."""
-
-    READS = {torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__bool__, torch.equal}
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.count += func in self.READS
-        return func(*args, **(kwargs or {}))
 
 
 def test_matrix_nms_proposals_one_host_read_and_divergence():

@@ -193,7 +193,10 @@ def _pooler_forward(self, x, box_lists):
     boxes = torch.cat([index[:, None], flat], dim=1)  # convert_boxes_to_pooler_format's rows
     levels = pooler_levels(self, flat)
     order = torch.argsort(levels, stable=True)
-    counts = torch.bincount(levels, minlength=len(self.level_poolers)).tolist()
+    # per-level counts by a scatter: torch.bincount on a GPU reads the input's min and max to
+    # the host first (two more waits)
+    counts = levels.new_zeros(len(self.level_poolers))
+    counts = counts.scatter_add_(0, levels, torch.ones_like(levels)).tolist()
     size = self.output_size
     output = x[0].new_zeros((len(boxes), x[0].shape[1], size[0], size[1]))
     start = 0
