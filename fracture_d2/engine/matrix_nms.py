@@ -29,18 +29,20 @@ import torch
 CHUNK_ELEMENTS = 1 << 26
 
 
-def _suppression(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """(G, K, K) bool: ``S[g, i, j]`` = ``j < i``, both valid and IoU(i, j) > threshold (boxes
-    in descending score order)."""
+def _suppression(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """(G, K, K) bool: ``S[g, i, j]`` = ``j < i`` and IoU(i, j) > threshold (boxes in descending
+    score order). Invalid boxes need no mask here: the iteration never keeps one, so it
+    suppresses nothing, and whatever suppresses it, it stays dropped. In-place steps: the same
+    arithmetic with fewer full-size temporaries."""
     area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     a, b = boxes.unsqueeze(-2), boxes.unsqueeze(-3)  # (G, K, 1, 4), (G, 1, K, 4)
-    w = (torch.min(a[..., 2], b[..., 2]) - torch.max(a[..., 0], b[..., 0])).clamp_(min=0)
-    h = (torch.min(a[..., 3], b[..., 3]) - torch.max(a[..., 1], b[..., 1])).clamp_(min=0)
+    w = torch.minimum(a[..., 2], b[..., 2]).sub_(torch.maximum(a[..., 0], b[..., 0])).clamp_(min=0)
+    h = torch.minimum(a[..., 3], b[..., 3]).sub_(torch.maximum(a[..., 1], b[..., 1])).clamp_(min=0)
     inter = w.mul_(h)
-    iou = inter / (area[..., :, None] + area[..., None, :] - inter)
+    iou = inter.div_((area[..., :, None] + area[..., None, :]).sub_(inter))
     k = boxes.shape[1]
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).tril_(-1)
-    return (iou > iou_threshold) & earlier & valid[..., None, :] & valid[..., :, None]
+    return (iou > iou_threshold).logical_and_(earlier)
 
 
 def _prepare(boxes, scores, valid, iou_threshold):
@@ -53,10 +55,7 @@ def _prepare(boxes, scores, valid, iou_threshold):
     sorted_valid = valid.gather(1, idx)
     step = max(1, CHUNK_ELEMENTS // (k * k))
     suppress = torch.cat(
-        [
-            _suppression(sorted_boxes[s : s + step], sorted_valid[s : s + step], iou_threshold)
-            for s in range(0, g, step)
-        ]
+        [_suppression(sorted_boxes[s : s + step], iou_threshold) for s in range(0, g, step)]
     )
     return idx, sorted_valid, suppress
 
