@@ -129,3 +129,44 @@ def test_compile_counters_and_their_table_row(tmp_path):
     rows = run_script("tools/benchmark_table.py", out).stdout.splitlines()
     row = next(line for line in rows if "CUDA-graph skips" in line)
     assert f"| {after['graphs']} / {after['graph_breaks']} / {after['cudagraph_skips']} |" in row
+
+
+def test_nms_rounds_tool(datasets_root, tmp_path):
+    """tools/nms_rounds.py: a histogram of the rounds per image-level group, for each top-k."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from fracture_d2.config import get_fracture_cfg
+
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file(SMOKE)
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("random")
+    out = tmp_path / "rounds.json"
+    proc = run_script(
+        "tools/nms_rounds.py",
+        "--config-file",
+        SMOKE,
+        "--dataset",
+        "mura_synthetic_val",
+        "--images",
+        3,
+        "--pre-nms-topk",
+        50,
+        200,
+        "--out",
+        out,
+        "MODEL.WEIGHTS",
+        tmp_path / "random.pth",
+        env={"DETECTRON2_DATASETS": str(datasets_root)},
+    )
+    r = json.loads(out.read_text())
+    assert r["images"] == 3
+    for k in ("50", "200"):
+        hist = {int(t): n for t, n in r[k]["rounds"].items()}
+        levels = 5  # P2-P6: every level of every image has candidates
+        assert sum(hist.values()) == r[k]["groups"] == 3 * levels
+        assert min(hist) >= 1 and r[k]["max"] == max(hist)
+    assert "pre-NMS top-k 200" in proc.stdout

@@ -72,6 +72,32 @@ def test_nms_keep_long_chain_needs_many_rounds():
     assert torch.equal(keep, torchvision_keep(boxes, scores, valid, 0.5))
 
 
+def test_rounds_needed_is_where_fixed_rounds_converge():
+    """rounds_needed (tools/nms_rounds.py) per group = the fewest rounds for which
+    nms_keep_rounds reports convergence, and its result is then greedy NMS's."""
+    from fracture_d2.engine.matrix_nms import nms_keep_rounds, rounds_needed
+
+    g = torch.Generator().manual_seed(11)
+    boxes = clustered_boxes(g, 6, 200, spread=3.0)
+    scores = torch.rand(6, 200, generator=g)
+    valid = torch.rand(6, 200, generator=g) > 0.1
+    valid[2] = False  # no boxes: 1 round
+    n = 30  # the long chain of the test above as a 7th group
+    x = torch.arange(n, dtype=torch.float32) * 3.0
+    chain = torch.stack([x, torch.zeros(n), x + 10, torch.full((n,), 10.0)], dim=1)
+    boxes = torch.cat([boxes, torch.cat([chain, torch.zeros(170, 4)])[None]])
+    scores = torch.cat([scores, torch.cat([torch.linspace(1.0, 0.1, n), torch.zeros(170)])[None]])
+    valid = torch.cat([valid, (torch.arange(200) < n)[None]])
+    need = rounds_needed(boxes, scores, valid, 0.5)
+    assert need[2] == 1 and need[6] > 12 and need.max() == need[6]
+    for i, t in enumerate(need.tolist()):
+        one = (boxes[i : i + 1], scores[i : i + 1], valid[i : i + 1], 0.5)
+        keep, converged = nms_keep_rounds(*one, t)
+        assert bool(converged) and torch.equal(keep, torchvision_keep(*one))
+        if t > 1:
+            assert not bool(nms_keep_rounds(*one, t - 1)[1])
+
+
 def test_find_top_proposals_matrix_nms_matches_detectron2():
     g = torch.Generator().manual_seed(5)
     sizes = [(128, 160), (100, 120), (64, 64)]
@@ -120,7 +146,7 @@ def test_matrix_nms_proposals_one_host_read_and_divergence():
 def test_matrix_nms_proposals_long_chain():
     """A chain of 30 suppressions (see above) outlasts the first rounds: the selection goes on
     with checked rounds and still returns Detectron2's proposals."""
-    from fracture_d2.engine.batched_rpn import FIRST_ROUNDS
+    from fracture_d2.engine.matrix_nms import FIRST_ROUNDS
 
     n = 30
     x = torch.arange(n, dtype=torch.float32) * 3.0

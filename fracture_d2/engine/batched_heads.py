@@ -54,7 +54,6 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
 from .batched_rpn import (
-    FIRST_ROUNDS,
     batch_rpn_inference,
     clip_boxes,
     log_now,
@@ -64,7 +63,7 @@ from .batched_rpn import (
     rpn_losses,
 )
 from .box_transform import vectorize_box_transforms
-from .matrix_nms import nms_keep, nms_keep_rounds
+from .matrix_nms import FIRST_ROUNDS, nms_keep, nms_keep_rounds
 from .sync_free import (
     host_to_device,
     match_batched,

@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 
-from .matrix_nms import MatrixNMS, nms_keep, nms_keep_rounds
+from .matrix_nms import FIRST_ROUNDS, MatrixNMS, nms_keep, nms_keep_rounds
 from .sync_free import (
     host_to_device,
     match_batched,
@@ -111,6 +111,30 @@ def top_decoded_proposals(self, anchors, pred_objectness_logits, pred_anchor_del
     return boxes.view(deltas.shape), cat(scores, dim=1), [x.shape[1] for x in scores]
 
 
+def rpn_candidates(rpn, features: list, hw: torch.Tensor, topk: int):
+    """The RPN's proposal candidates before its NMS, for the whole batch and without a host
+    wait: each level's ``topk`` best anchors per image (:func:`top_decoded_proposals`), clipped
+    to the (B, 2) image heights and widths ``hw``, the non-finite and too small ones invalid
+    (:func:`clip_and_filter`). Returns (B, N, 4) boxes, (B, N) scores, (B, N) validity and the
+    level sizes. The anchors come from the generator's class (an instance's cache is not
+    traced by ``torch.compile``)."""
+    generator = rpn.anchor_generator
+    anchors = type(generator).forward(generator, features)
+    logits, deltas = rpn.rpn_head(features)
+    logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
+    box_dim = generator.box_dim
+    deltas = [
+        x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1])
+        .permute(0, 3, 4, 1, 2)
+        .flatten(1, -2)
+        for x in deltas
+    ]
+    boxes, scores, level_sizes = top_decoded_proposals(rpn, anchors, logits, deltas, topk)
+    finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
+    boxes, scores, valid = clip_and_filter(boxes, scores, finite, hw, rpn.min_box_size)
+    return boxes, scores, valid, level_sizes
+
+
 def select_proposals(
     boxes,
     scores,
@@ -196,7 +220,7 @@ def _pad_dim1(x: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
-def _level_groups(boxes, scores, valid, level_sizes):
+def level_groups(boxes, scores, valid, level_sizes):
     """(B, N, ...) candidates in level blocks of ``level_sizes`` -> (B, L, width, ...) (the
     padding is invalid)."""
     width = max(level_sizes)
@@ -224,20 +248,13 @@ def top_kept_proposals(
     scores by descending score (as Detectron2's ``batched_nms`` orders them), (B, P) validity
     (the kept ones come first) and the NMS's convergence flag (None: checked on the host,
     ``rounds``: that many rounds, :func:`.matrix_nms.nms_keep_rounds`)."""
-    gb, gs, gv = _level_groups(boxes, scores, valid, level_sizes)
+    gb, gs, gv = level_groups(boxes, scores, valid, level_sizes)
     args = (gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
     if rounds is None:
         kept, converged = nms_keep(*args), None
     else:
         kept, converged = nms_keep_rounds(*args, rounds)
     return (*_top_of_kept(gb, gs, kept, post_topk), converged)
-
-
-# Matrix-NMS rounds before the first read of the counts. On the demo model's RPN proposals (20
-# synthetic radiographs, pre-NMS top-k 1000 / 2000 per level) 24% / 28% of the image-level
-# groups needed more than 6 rounds and none more than 10, so a batch of 16 (80 groups) almost
-# never converges in 6: 12 rounds and one read, rather than 6 + 6 and two.
-FIRST_ROUNDS = 12
 
 
 def _top_after_matrix_nms(
@@ -247,7 +264,7 @@ def _top_after_matrix_nms(
     convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite`` and
     the proposal counts read in one host wait; more rounds (and waits) only where the NMS had
     not converged."""
-    gb, gs, gv = _level_groups(boxes, scores, valid, level_sizes)
+    gb, gs, gv = level_groups(boxes, scores, valid, level_sizes)
     nms = MatrixNMS(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
     converged = nms.rounds(FIRST_ROUNDS)
     boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)

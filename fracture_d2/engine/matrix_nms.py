@@ -28,6 +28,12 @@ import torch
 # IoU entries computed at once (float32: 256 MB), so large batches are done in chunks of groups
 CHUNK_ELEMENTS = 1 << 26
 
+# Rounds before a caller first reads the convergence flag (with counts it reads anyway). On the
+# demo model's RPN proposals (`tools/nms_rounds.py`, README "Speed") a sizeable share of the
+# image-level groups needs more than 6 rounds, and a batch of 16 has 80 groups, so 6 rounds
+# would nearly always mean a second read.
+FIRST_ROUNDS = 12
+
 
 def _suppression(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """(G, K, K) bool: ``S[g, i, j]`` = ``j < i`` and IoU(i, j) > threshold (boxes in descending
@@ -137,3 +143,26 @@ def nms_keep_rounds(
     nms = MatrixNMS(boxes, scores, valid, iou_threshold)
     converged = nms.rounds(rounds)
     return nms.mask(), converged
+
+
+def rounds_needed(
+    boxes: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """(G,) int64: per group, the rounds after which a round first changes nothing, i.e. the
+    fewest ``rounds`` for which :func:`nms_keep_rounds` reports convergence on that group alone
+    (a batch needs the maximum over its groups). For choosing :data:`FIRST_ROUNDS` /
+    ``FRACTURE.FAST.NMS_ROUNDS`` (``tools/nms_rounds.py``); one host read per round."""
+    nms = MatrixNMS(boxes, scores, valid, iou_threshold)
+    need = torch.ones(scores.shape[0], dtype=torch.int64, device=scores.device)
+    if nms.empty:
+        return need
+    done = torch.zeros_like(need, dtype=torch.bool)
+    for t in range(1, scores.shape[1] + 2):
+        previous = nms.keep
+        nms.rounds(1)
+        same = (nms.keep == previous).all(dim=1)
+        need = torch.where(same & ~done, t, need)
+        done |= same
+        if bool(done.all()):
+            break
+    return need

@@ -159,7 +159,7 @@ def batch_to_device(batch: list[dict], device) -> list[dict]:
             for k, f in v.get_fields().items():
                 out.set(k, move(f))
             return out
-        if hasattr(v, "to") and not isinstance(v, str | bytes):
+        if hasattr(v, "to"):
             return v.to(device)  # masks, keypoints: their own (blocking) copy, as Detectron2's
         return v
 

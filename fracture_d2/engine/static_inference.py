@@ -35,7 +35,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, ImageList, Instances
 
 from .batched_heads import detections_padded, pooler_levels
-from .batched_rpn import clip_and_filter, top_decoded_proposals, top_kept_proposals
+from .batched_rpn import rpn_candidates, top_kept_proposals
 from .box_transform import vectorize_box_transforms
 
 logger = logging.getLogger("fracture_d2")
@@ -100,23 +100,9 @@ class StaticRCNN(torch.nn.Module):
         model = self.model
         features = model.backbone(images)
         rpn = model.proposal_generator
-        rpn_features = [features[f] for f in rpn.in_features]
-        generator = rpn.anchor_generator  # the class's forward: not an instance's cached one
-        anchors = type(generator).forward(generator, rpn_features)
-        logits, deltas = rpn.rpn_head(rpn_features)
-        logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
-        box_dim = rpn.anchor_generator.box_dim
-        deltas = [
-            x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1])
-            .permute(0, 3, 4, 1, 2)
-            .flatten(1, -2)
-            for x in deltas
-        ]
-        boxes, scores, level_sizes = top_decoded_proposals(
-            rpn, anchors, logits, deltas, rpn.pre_nms_topk[False]
+        boxes, scores, valid, level_sizes = rpn_candidates(
+            rpn, [features[f] for f in rpn.in_features], sizes, rpn.pre_nms_topk[False]
         )
-        finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
-        boxes, scores, valid = clip_and_filter(boxes, scores, finite, sizes, rpn.min_box_size)
         proposals, _, proposal_valid, rpn_converged = top_kept_proposals(
             boxes,
             scores,
