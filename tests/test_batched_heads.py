@@ -211,6 +211,26 @@ def test_roi_sampling_matches_detectron2(model):
         assert torch.equal(o.objectness_logits, logits[same.float().argmax(dim=1)])
     assert any(bool((o.objectness_logits == GT_LOGIT).any()) for o in out)
 
+    # the read above also carried the pooler's boxes per level: pooling the sampled boxes
+    # waits for nothing more and gives Detectron2's features; the counts serve that call only
+    g = torch.Generator().manual_seed(7)
+    feats = [torch.randn(4, 8, SIZE[0] // s, SIZE[1] // s, generator=g) for s in (4, 8, 16, 32)]
+    sampled_boxes = [o.proposal_boxes for o in out]
+    ref_pooled = roi.box_pooler(feats, sampled_boxes)
+    assert batched.box_pooler.__dict__.get("_known_levels") is not None
+    with HostReads() as reads:
+        pooled = batched.box_pooler(feats, sampled_boxes)
+    assert reads.count == 0 and torch.equal(pooled, ref_pooled)
+    with HostReads() as reads:
+        pooled = batched.box_pooler(feats, sampled_boxes)
+    assert reads.count == 1 and torch.equal(pooled, ref_pooled)
+    with EventStorage(0):  # other boxes than the sampled ones: counted by the pooler
+        batched.label_and_sample_proposals(proposals, targets)
+    other = [Boxes(b.tensor.clone()) for b in sampled_boxes]
+    with HostReads() as reads:
+        pooled = batched.box_pooler(feats, other)
+    assert reads.count == 1 and torch.equal(pooled, ref_pooled)
+
     # targets with other fields (masks, keypoints, ...) take Detectron2's own path
     for t in targets:
         t.gt_extra = torch.arange(len(t))
@@ -262,13 +282,15 @@ def test_pooler_identical(model):
     sides = torch.tensor([20.0, 150.0, 300.0, 600.0]).repeat(10)[torch.randperm(40, generator=g)]
     corners = torch.rand(40, 2, generator=g) * 60
     mixed = torch.cat([corners, corners + sides[:, None]], dim=1)
-    boxes = [Boxes(mixed), Boxes(random_boxes(g, 25))]
+    # and one box with an inverted side (negative area): at no level, features zero
+    inverted = torch.tensor([[50.0, 10.0, 40.0, 60.0]])
+    boxes = [Boxes(mixed), Boxes(torch.cat([random_boxes(g, 25), inverted]))]
     levels = assign_boxes_to_levels(boxes, ref.min_level, ref.max_level, 224, 4)
-    assert levels.unique().numel() == 4
+    assert levels[:-1].unique().numel() == 4 and levels[-1] not in range(4)
     a = ref(feats, boxes)
     with HostReads() as reads, OpNames() as ops:
         b = pooler(feats, boxes)
-    assert a.shape[0] == 65 and torch.equal(a, b)
+    assert a.shape[0] == 66 and torch.equal(a, b) and not b[-1].any()
     # one host read for the boxes per level; no bincount (on a GPU it reads min and max first)
     assert reads.count == 1 and "bincount" not in ops.names
     ga = torch.autograd.grad(a.square().sum(), feats)

@@ -12,7 +12,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from rpn_utils import find_top_proposals
-from sync_utils import HostReads
+from sync_utils import HostReads, OpNames
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.batched_heads import (
@@ -290,3 +290,32 @@ def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
 
     ops = {name: count_ops(step, m) for name, m in (("stock", stock), ("fast", fast))}
     assert ops["fast"] < 0.5 * ops["stock"], ops  # measured: 1409 vs 3410
+
+
+def test_training_step_reads_the_device_twice():
+    """With both switches a training step copies values to the host twice (README "Host waits
+    left"): the proposal counts with the NMS's convergence flag, and the ROI sample sizes with
+    the box pooler's boxes per level; and it runs no ``nonzero`` (boolean indexing), another
+    wait on a GPU. Stock does both several times per image (27 reads, 51 ``nonzero`` here)."""
+    cfg = get_fracture_cfg()
+    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    stock = build_model(cfg).train()
+    fast = use_matrix_nms(make_batched(copy.deepcopy(stock), metrics_period=20))
+    g = torch.Generator().manual_seed(2)
+    batch = []
+    for n in range(4):
+        inst = Instances((96, 128))
+        inst.gt_boxes = Boxes(clustered_boxes(g, 1, n % 3)[0] + 40)
+        inst.gt_classes = torch.zeros(n % 3, dtype=torch.int64)
+        batch.append({"image": torch.rand(3, 96, 128, generator=g) * 255, "instances": inst})
+    reads, nonzero = {}, {}
+    for name, model in (("stock", stock), ("fast", fast)):
+        # iteration 1: no metrics logged
+        with EventStorage(1), HostReads() as counter, OpNames() as ops:
+            sum(model(batch).values()).backward()
+        reads[name], nonzero[name] = counter.count, ops.names.count("nonzero")
+    assert reads["fast"] == 2 and reads["stock"] > 4 * len(batch), reads
+    assert nonzero["fast"] == 0 and nonzero["stock"] > 4 * len(batch), nonzero
+    assert "_known_levels" not in fast.roi_heads.box_pooler.__dict__  # used, not kept

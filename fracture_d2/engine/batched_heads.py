@@ -18,9 +18,10 @@ untouched):
   image); the anchors are cached per feature-map size;
 - the ROI heads' proposal labelling and sampling: the ground truth appended and everything
   padded over the batch, the samples of all images gathered at once, one host wait for the
-  sample sizes;
+  sample sizes and the sampled RoIs' counts per pyramid level;
 - the box pooler: RoI rows and pyramid levels computed for the batch at once, the RoIs sorted by
-  level once (one host wait, not one per level);
+  level once (no host wait for the sampled RoIs, whose counts came with the sample sizes; one
+  for other boxes, not one per level);
 - the box predictor's losses: a masked box loss, the classification statistics logged only
   every metrics period;
 - the box encoding and decoding of both (:mod:`.box_transform`): the same values in half the
@@ -83,8 +84,9 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
     """ROIHeads.label_and_sample_proposals for the batch: the proposals (with each image's
     ground truth appended, as Detectron2 does) padded into one tensor, labelled and sampled
     together, and the samples of all images gathered at once; one host wait for the sample
-    sizes. Proposals or targets with other fields than Detectron2's boxes, logits and classes
-    (masks, keypoints) go through Detectron2's own code."""
+    sizes, which also brings the box pooler's counts of the samples per level (for
+    :func:`_pooler_forward`). Proposals or targets with other fields than Detectron2's boxes,
+    logits and classes (masks, keypoints) go through Detectron2's own code."""
     plain = all(set(p.get_fields()) == {"proposal_boxes", "objectness_logits"} for p in proposals)
     if not plain or any(set(t.get_fields()) - {"gt_boxes", "gt_classes"} for t in targets):
         return ROIHeads.label_and_sample_proposals(self, proposals, targets)
@@ -108,10 +110,20 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
     fg, bg = sample_mask(
         gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
     )
+    n_img = len(proposals)
     take = fg | bg
-    num_take, num_fg = torch.stack([take.sum(dim=1), fg.sum(dim=1)]).tolist()
+    # the box pooler's boxes per pyramid level read in the same copy as the sample sizes
+    pooler = _hinted_pooler(self)
+    if pooler is not None:
+        levels = pooler_levels(pooler, boxes.flatten(0, 1))
+        per_level = levels.new_zeros(len(pooler.level_poolers) + 1)
+        per_level.scatter_add_(0, levels, take.flatten().to(levels.dtype))
+    else:
+        per_level = take.new_zeros(0, dtype=torch.int64)
+    sizes = torch.cat([take.sum(dim=1), fg.sum(dim=1), per_level]).tolist()  # one host wait
+    num_take, num_fg, level_counts = sizes[:n_img], sizes[n_img : 2 * n_img], sizes[2 * n_img :]
     # each image's taken rows first (stable: in proposal order), then all images' at once
-    n_img, width = take.shape
+    width = take.shape[1]
     order = torch.argsort((~take).to(torch.uint8), dim=1, stable=True)
     rows = np.concatenate([np.arange(k) + n * width for n, k in enumerate(num_take)])
     picked = order.flatten().index_select(0, host_to_device(rows, device, torch.int64))
@@ -135,6 +147,12 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
         if len(trg) > 0:  # as Detectron2: images without ground truth get no gt_boxes
             res.gt_boxes = Boxes(fields["gt_boxes"][n])
         sampled.append(res)
+    if pooler is not None:  # for the pooler's call on exactly these boxes (see _pooler_forward)
+        pooler._known_levels = (
+            [r.proposal_boxes.tensor for r in sampled],
+            pick(levels.view(n_img, width)),
+            level_counts,
+        )
     if log_now(self):
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
@@ -171,39 +189,65 @@ def _box_predictor_losses(self, predictions, proposals):
 def pooler_levels(pooler, boxes: torch.Tensor) -> torch.Tensor:
     """:func:`detectron2.modeling.poolers.assign_boxes_to_levels` for all images' (M, 4) boxes
     at once (Detectron2 computes the areas image by image): the same arithmetic, so the same
-    levels (offsets from ``pooler.min_level``)."""
+    levels (offsets from ``pooler.min_level``; ``len(pooler.level_poolers)`` for boxes that
+    Detectron2 pools at no level)."""
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # Boxes.area
     level = torch.floor(
         pooler.canonical_level + torch.log2(torch.sqrt(area) / pooler.canonical_box_size + 1e-8)
     )
     level = torch.clamp(level, min=pooler.min_level, max=pooler.max_level)
+    # a box of negative area (one side inverted; the RPN never proposes one) has no level in
+    # Detectron2 either, which leaves its features zero: here the extra level len(level_poolers)
+    level = level.nan_to_num(nan=pooler.max_level + 1)
     return level.to(torch.int64) - pooler.min_level
 
 
+def _hinted_pooler(roi_heads):
+    """The ROI heads' box pooler if it is :func:`_pooler_forward` over several levels (then the
+    ROI sampling reads its boxes per level along with the sample sizes), else None."""
+    pooler = getattr(roi_heads, "box_pooler", None)
+    if not isinstance(pooler, ROIPooler) or len(pooler.level_poolers) == 1:
+        return None
+    return pooler if getattr(pooler.forward, "__func__", None) is _pooler_forward else None
+
+
 def _pooler_forward(self, x, box_lists):
-    """ROIPooler.forward with one host wait for the boxes per level (Detectron2: one per level)
-    and the RoI rows and levels computed for the batch at once: the boxes sorted by level once,
-    each level's slice pooled, the same values put back."""
+    """ROIPooler.forward with the RoI rows and levels computed for the batch at once: the boxes
+    sorted by level once, each level's slice pooled, the same values put back. The boxes per
+    level take one host wait (Detectron2: one per level), or none when the call pools the very
+    boxes the batched ROI sampling just returned: it read their levels' counts with its
+    sample sizes and left them here (``_known_levels``: those box tensors, their levels and the
+    counts; used once)."""
+    known = self.__dict__.pop("_known_levels", None)
     if len(self.level_poolers) == 1 or len(box_lists) == 0:
         return ROIPooler.forward(self, x, box_lists)
     flat = torch.cat([b.tensor for b in box_lists])
     index = np.repeat(np.arange(len(box_lists)), [len(b) for b in box_lists])  # on the host
     index = host_to_device(index, flat.device, flat.dtype)
     boxes = torch.cat([index[:, None], flat], dim=1)  # convert_boxes_to_pooler_format's rows
-    levels = pooler_levels(self, flat)
+    if known is not None and _same_tensors(known[0], [b.tensor for b in box_lists]):
+        _, levels, counts = known
+    else:
+        levels = pooler_levels(self, flat)
+        # per-level counts by a scatter: torch.bincount on a GPU reads the input's min and max
+        # to the host first (two more waits)
+        counts = levels.new_zeros(len(self.level_poolers) + 1)
+        counts = counts.scatter_add_(0, levels, torch.ones_like(levels)).tolist()
     order = torch.argsort(levels, stable=True)
-    # per-level counts by a scatter: torch.bincount on a GPU reads the input's min and max to
-    # the host first (two more waits)
-    counts = levels.new_zeros(len(self.level_poolers))
-    counts = counts.scatter_add_(0, levels, torch.ones_like(levels)).tolist()
     size = self.output_size
     output = x[0].new_zeros((len(boxes), x[0].shape[1], size[0], size[1]))
     start = 0
-    for feature, pooler, count in zip(x, self.level_poolers, counts, strict=True):
+    # the last count: boxes at no level, sorted last and left zero
+    for feature, pooler, count in zip(x, self.level_poolers, counts[:-1], strict=True):
         inds = order[start : start + count]
         start += count
         output.index_put_((inds,), pooler(feature, boxes[inds]))
     return output
+
+
+def _same_tensors(a: list, b: list) -> bool:
+    """Whether two lists hold the same tensor objects (not equal values: no device read)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def fast_rcnn_inference_batched(
