@@ -29,6 +29,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
         1,
         "--loader-batches",
         3,
+        "--grad-clip-steps",
+        2,
         "--out",
         out,
         "INPUT.MIN_SIZE_TEST",
@@ -52,6 +54,11 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     for path in ("stock", "project"):
         assert r["loader"][path]["items"] == [6] and r["loader"][path]["images_per_second"] > 0
     assert r["loader"]["ratio"] > 0
+    # --grad-clip-steps: both clippings on the smoke model's parameters, the same gradients
+    gc = r["grad_clip"]
+    assert gc["same_gradients"] and gc["parameter_tensors"] > 50 and gc["enabled"]  # as the demo
+    assert gc["project"]["ops_per_step"] < gc["stock"]["ops_per_step"] / 5
+    assert gc["stock"]["ms_per_step"] > 0 and gc["project"]["ms_per_step"] > 0
     # the profile: an operator table per path, and per-step counts of synchronising ops
     for path in ("stock", "project"):
         table = tmp_path / f"bench.{path}.txt"
@@ -88,6 +95,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     assert any("inference batch 2, img/s" in line for line in table)
     loader_row = next(line for line in table if "training data loader alone" in line)
     assert f"| {r['loader']['ratio']:.2f}x |" in loader_row
+    clip_row = next(line for line in table if "gradient clipping (norm, 90 tensors)" in line)
+    assert f"{gc['stock']['ms_per_step']:.1f} / {gc['stock']['ops_per_step']} |" in clip_row
     ops_row = next(line for line in table if "operators per training step" in line)
     assert f"| {steps['stock']:.0f} | {steps['project']:.0f} |" in ops_row
     assert any("operators per image, batch 1" in line for line in table)

@@ -5,7 +5,7 @@ Both run in this one process on the same config, data and device, warmed up, int
 (stock, project, stock, project, ...). Prints and writes JSON: img/s, s/iter, peak GPU memory,
 batch-1 latency and batch-N throughput, and the ratios project/stock; optionally bbox AP of
 both inference paths with the same weights; optionally the img/s of both training data loaders
-alone (``--loader-batches``).
+alone (``--loader-batches``); optionally both gradient clippings alone (``--grad-clip-steps``).
 
 Examples:
     python tools/benchmark.py --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml
@@ -59,6 +59,14 @@ def parse_args(argv=None):
         help="also time N batches of each training data loader alone, no model (img/s the "
         "loaders deliver with DATALOADER.NUM_WORKERS; 0: skip)",
     )
+    p.add_argument(
+        "--grad-clip-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N calls of each gradient clipping (Detectron2's per parameter, the "
+        "project's FUSED_GRAD_CLIP) on the config's model with random gradients (0: skip)",
+    )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
     p.add_argument("--out", default="output/benchmark/benchmark.json")
@@ -77,6 +85,7 @@ def main(argv=None) -> int:
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.data.register import register_all
     from fracture_d2.engine.benchmark import (
+        benchmark_grad_clip,
         benchmark_loader,
         benchmark_training,
         compile_counters,
@@ -126,6 +135,9 @@ def main(argv=None) -> int:
         save()
     if a.loader_batches > 0:
         report["loader"] = benchmark_loader(cfg, a.loader_batches, rounds=a.rounds)
+        save()
+    if a.grad_clip_steps > 0:
+        report["grad_clip"] = benchmark_grad_clip(cfg, a.grad_clip_steps, rounds=a.rounds)
         save()
     if not a.skip_infer:
         from detectron2.data import DatasetCatalog

@@ -15,7 +15,8 @@
 # graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
 # fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
 # compile512 = matrix512's training with the backbone compiled (COMPILE_DYNAMIC: one compile);
-# loader512 = both training data loaders alone, no model (img/s they deliver with WORKERS);
+# loader512 = both training data loaders alone, no model (img/s they deliver with WORKERS), and
+# both per-parameter gradient clippings (norm, as the from-scratch configs) on R50-FPN's grads;
 # WORKERS: loader workers;
 # CONFIG, DEVICE, EXTRA_ARGS (options) and EXTRA_OPTS (KEY VALUE) for a dry run elsewhere, e.g.
 #   DEVICE=cpu CONFIG=configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml \
@@ -85,7 +86,9 @@ for run in $RUNS; do
       FRACTURE.FAST.STATIC_INFERENCE True \
       FRACTURE.FAST.COMPILE_BACKBONE True FRACTURE.FAST.COMPILE_MODE reduce-overhead \
       FRACTURE.FAST.STATIC_PAD 1024 ;;
-    loader512) bench loader512 60 --skip-train --skip-infer --loader-batches 60 "${OPTS[@]}" ;;
+    loader512) bench loader512 75 --skip-train --skip-infer --loader-batches 60 \
+      --grad-clip-steps 50 "${OPTS[@]}" SOLVER.CLIP_GRADIENTS.CLIP_TYPE norm \
+      SOLVER.CLIP_GRADIENTS.CLIP_VALUE 5.0 ;;
     amp800) bench amp800 150 --skip-infer --rounds 2 "${OPTS[@]}" "${AMP[@]}" \
       "INPUT.MIN_SIZE_TRAIN" "(800,)" INPUT.MAX_SIZE_TRAIN 1333 ;;
     *) echo "unknown run $run" ;;

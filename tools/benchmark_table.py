@@ -90,6 +90,17 @@ def rows(r: dict) -> list[str]:
             f"{p['images_per_second']:.1f}",
             f"{ld['ratio']:.2f}x",
         )
+    gc = r.get("grad_clip")
+    if gc:
+        s, p = gc["stock"], gc["project"]
+        what = f"gradient clipping ({gc['clip_type']}, {gc['parameter_tensors']} tensors)"
+        row(
+            f"{what}, ms / operators per step",
+            f"{s['ms_per_step']:.1f} / {s['ops_per_step']}",
+            f"{p['ms_per_step']:.1f} / {p['ops_per_step']}",
+            f"time {gc['time_ratio']:.2f}x"
+            + ("" if gc["same_gradients"] else " (gradients differ)"),
+        )
     i = r.get("inference")
     if i:
         s, p = i["stock"], i["project"]

@@ -84,6 +84,7 @@ def stock_config(cfg):
     stock.FRACTURE.FAST.MATRIX_NMS = False
     stock.FRACTURE.FAST.STATIC_INFERENCE = False
     stock.FRACTURE.FAST.METRICS_PERIOD = 1
+    stock.FRACTURE.FAST.FUSED_GRAD_CLIP = False  # DefaultTrainer clips its own way anyway
     stock.FRACTURE.FAST.INFERENCE_DTYPE = "float32"
     stock.freeze()
     return stock
@@ -320,6 +321,57 @@ def benchmark_loader(cfg, batches: int = 30, warmup: int = 3, rounds: int = 2) -
     out = {n: t.summary() for n, t in timings.items()}
     out["workers"] = cfg.DATALOADER.NUM_WORKERS
     out["ratio"] = timings["project"].per_second / timings["stock"].per_second
+    return out
+
+
+def benchmark_grad_clip(cfg, calls: int = 20, rounds: int = 2, seed: int = 0) -> dict:
+    """Detectron2's per-parameter gradient clipping (its own clipper, called per parameter tensor
+    as its optimizer does) against :func:`~.grad_clip.clip_per_parameter_`
+    (``FRACTURE.FAST.FUSED_GRAD_CLIP``) on the config's model: milliseconds per optimizer step
+    (median of ``calls`` per round, interleaved), operators dispatched per step, and whether
+    both give the same gradients from the same random ones. ``SOLVER.CLIP_GRADIENTS``' type and
+    value are used whether or not the config enables clipping (``enabled`` says)."""
+    from detectron2.modeling import build_model
+    from detectron2.solver.build import _create_gradient_clipper
+
+    from .grad_clip import clip_per_parameter_
+
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    device = cfg.MODEL.DEVICE
+    torch.manual_seed(seed)
+    params = [p for p in build_model(cfg).parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    start = [p.grad.clone() for p in params]
+    per_parameter = _create_gradient_clipper(clip)
+    legs = {
+        "stock": lambda: [per_parameter(p) for p in params],
+        "project": lambda: clip_per_parameter_(
+            params, clip.CLIP_TYPE, clip.CLIP_VALUE, clip.NORM_TYPE
+        ),
+    }
+    after = {}
+    for name, fn in legs.items():  # the same gradients from the same start
+        for p, g in zip(params, start, strict=True):
+            p.grad.copy_(g)
+        fn()
+        after[name] = [p.grad.clone() for p in params]
+    same = all(torch.equal(a, b) for a, b in zip(after["stock"], after["project"], strict=True))
+    ms = {name: [] for name in legs}
+    for _ in range(rounds):
+        for name, fn in legs.items():
+            ms[name].append(1e3 * median_latency(lambda _x, f=fn: f(), [None] * calls, device))
+    out = {
+        name: {"ms_per_step": float(np.median(ms[name])), "ops_per_step": count_ops(fn)}
+        for name, fn in legs.items()
+    }
+    out.update(
+        enabled=bool(clip.ENABLED),
+        clip_type=clip.CLIP_TYPE,
+        parameter_tensors=len(params),
+        same_gradients=same,
+        time_ratio=out["project"]["ms_per_step"] / out["stock"]["ms_per_step"],
+    )
     return out
 
 

@@ -24,6 +24,7 @@ from fracture_d2.evaluation.evaluator import (
 )
 
 from .checkpoint import UntaggedCheckpointer, make_atomic
+from .grad_clip import with_fused_clipping
 from .hooks import (
     BestModelCheckpointer,
     EarlyStop,
@@ -118,6 +119,20 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         return apply_speed_switches(super().build_model(cfg), cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's optimizer; its per-parameter gradient clipping (``SOLVER.CLIP_GRADIENTS``)
+        done for all parameters at once with ``FRACTURE.FAST.FUSED_GRAD_CLIP`` (the same
+        gradients: :mod:`.grad_clip`)."""
+        clip = cfg.SOLVER.CLIP_GRADIENTS
+        if not (cfg.FRACTURE.FAST.FUSED_GRAD_CLIP and clip.ENABLED):
+            return super().build_optimizer(cfg, model)
+        plain = cfg.clone()
+        plain.defrost()
+        plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
+        optimizer = super().build_optimizer(plain, model)
+        return with_fused_clipping(optimizer, clip.CLIP_TYPE, clip.CLIP_VALUE, clip.NORM_TYPE)
 
     @classmethod
     def build_train_loader(cls, cfg):
