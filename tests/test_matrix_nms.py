@@ -267,22 +267,29 @@ def test_op_counter_counts_forward_and_backward():
     assert count_ops(fails) is None  # logged; the benchmark keeps its timings
 
 
-def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
-    """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch
-    on a GPU, README "Speed"): the switches more than halve the forward + backward's count."""
+def training_models_and_batch(images: int, seed: int):
+    """The smoke model in training mode, stock and with both switches (same weights), and a
+    batch of ``images`` with 0, 1 or 2 clustered ground-truth boxes each."""
     cfg = get_fracture_cfg()
     cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
     cfg.MODEL.DEVICE = "cpu"
     torch.manual_seed(0)
     stock = build_model(cfg).train()
     fast = use_matrix_nms(make_batched(copy.deepcopy(stock), metrics_period=20))
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     batch = []
-    for n in range(8):
+    for n in range(images):
         inst = Instances((96, 128))
         inst.gt_boxes = Boxes(clustered_boxes(g, 1, n % 3)[0] + 40)
         inst.gt_classes = torch.zeros(n % 3, dtype=torch.int64)
         batch.append({"image": torch.rand(3, 96, 128, generator=g) * 255, "instances": inst})
+    return stock, fast, batch
+
+
+def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
+    """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch
+    on a GPU, README "Speed"): the switches more than halve the forward + backward's count."""
+    stock, fast, batch = training_models_and_batch(8, seed=1)
 
     def step(model):
         with EventStorage(0):
@@ -297,19 +304,7 @@ def test_training_step_reads_the_device_twice():
     left"): the proposal counts with the NMS's convergence flag, and the ROI sample sizes with
     the box pooler's boxes per level; and it runs no ``nonzero`` (boolean indexing), another
     wait on a GPU. Stock does both several times per image (27 reads, 51 ``nonzero`` here)."""
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(0)
-    stock = build_model(cfg).train()
-    fast = use_matrix_nms(make_batched(copy.deepcopy(stock), metrics_period=20))
-    g = torch.Generator().manual_seed(2)
-    batch = []
-    for n in range(4):
-        inst = Instances((96, 128))
-        inst.gt_boxes = Boxes(clustered_boxes(g, 1, n % 3)[0] + 40)
-        inst.gt_classes = torch.zeros(n % 3, dtype=torch.int64)
-        batch.append({"image": torch.rand(3, 96, 128, generator=g) * 255, "instances": inst})
+    stock, fast, batch = training_models_and_batch(4, seed=2)
     reads, nonzero = {}, {}
     for name, model in (("stock", stock), ("fast", fast)):
         # iteration 1: no metrics logged
