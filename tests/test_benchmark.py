@@ -179,3 +179,63 @@ def test_nms_rounds_tool(datasets_root, tmp_path):
         assert sum(hist.values()) == r[k]["groups"] == 3 * levels
         assert min(hist) >= 1 and r[k]["max"] == max(hist)
     assert "pre-NMS top-k 200" in proc.stdout
+
+
+def test_device_busy_time_and_its_table_rows(tmp_path):
+    """The GPU's busy time (union of its events' spans) and the table's share of the step; a
+    CPU run has no GPU events (None), so its table has no such row."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from fracture_d2.engine.benchmark import device_busy_us
+
+    def event(kind, start, end):
+        return SimpleNamespace(device_type=kind, time_range=SimpleNamespace(start=start, end=end))
+
+    gpu, cpu = DeviceType.CUDA, DeviceType.CPU
+    # two overlapping kernels (streams) count once, a gap does not count, CPU events ignored
+    events = [event(gpu, 10, 30), event(cpu, 0, 100), event(gpu, 20, 40), event(gpu, 60, 65)]
+    assert device_busy_us(events) == 35
+    assert device_busy_us([event(cpu, 0, 5)]) is None and device_busy_us([]) is None
+    assert device_busy_us([object()]) is None  # unreadable events: logged, no number
+
+    def leg(per_item):
+        return {"images_per_second": 1 / per_item, "seconds_per_item": per_item}
+
+    report = {
+        "config": "configs/x.yaml",
+        "gpu": "NVIDIA H200",
+        "images_per_batch": 16,
+        "amp": False,
+        "train": {
+            "stock": leg(0.02),  # 320 ms per step of 16
+            "project": leg(0.01),
+            "ratio": 2.0,
+            "profile": {
+                k: {"sync_ops_per_step": {}, "device_busy_ms_per_step": ms}
+                for k, ms in (("stock", 96.0), ("project", 120.0))
+            },
+        },
+        "inference": {
+            "stock": {
+                "batch1_latency_ms": 30.0,
+                "batch1_device_busy_ms": 6.0,
+                "batch16_images_per_second": 150.0,
+            },
+            "project": {
+                "batch1_latency_ms": 10.0,
+                "batch1_device_busy_ms": 5.0,
+                "batch16_images_per_second": 300.0,
+            },
+            "latency_ratio": 1 / 3,
+            "throughput_ratio": 2.0,
+        },
+    }
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(report))
+    table = run_script("tools/benchmark_table.py", path).stdout.splitlines()
+    step = next(line for line in table if "GPU busy per training step" in line)
+    assert "| 96.0 (30%) | 120.0 (75%) |" in step
+    image = next(line for line in table if "GPU busy per batch-1 image" in line)
+    assert "| 6.0 (20%) | 5.0 (50%) |" in image

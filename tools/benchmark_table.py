@@ -51,6 +51,11 @@ def syncs(profile: dict) -> int:
     return round(ops.get("aten::item", 0) + ops.get("aten::nonzero", 0))
 
 
+def busy_share(busy_ms: float, wall_ms: float) -> str:
+    """GPU busy time and its share of the wall time (the rest the GPU waited for the host)."""
+    return f"{busy_ms:.1f} ({busy_ms / wall_ms:.0%})"
+
+
 def rows(r: dict) -> list[str]:
     out = []
 
@@ -76,6 +81,15 @@ def rows(r: dict) -> list[str]:
         row(
             "host syncs per training step", *(str(syncs(prof[k])) for k in ("stock", "project")), ""
         )
+        if all(prof[k].get("device_busy_ms_per_step") for k in ("stock", "project")):
+            busy = [
+                busy_share(
+                    prof[k]["device_busy_ms_per_step"],
+                    1000 * r["images_per_batch"] * t[k]["seconds_per_item"],
+                )
+                for k in ("stock", "project")
+            ]
+            row("GPU busy per training step, ms (share of the step)", *busy, "")
         if all(prof[k].get("ops_per_step") for k in ("stock", "project")):
             ops = [prof[k]["ops_per_step"] for k in ("stock", "project")]
             row(
@@ -110,6 +124,9 @@ def rows(r: dict) -> list[str]:
             f"{p['batch1_latency_ms']:.1f}",
             f"latency {i['latency_ratio']:.2f}x",
         )
+        if s.get("batch1_device_busy_ms") and p.get("batch1_device_busy_ms"):
+            busy = [busy_share(x["batch1_device_busy_ms"], x["batch1_latency_ms"]) for x in (s, p)]
+            row("GPU busy per batch-1 image, ms (share of the latency)", *busy, "")
         if "batch1_sync_ops" in s and "batch1_sync_ops" in p:
             waits = [syncs({"sync_ops_per_step": x["batch1_sync_ops"]}) for x in (s, p)]
             row("host syncs per image, batch 1", *map(str, waits), "")

@@ -150,9 +150,37 @@ def compile_counters() -> dict:
     }
 
 
-def sync_counts(fn, calls: int, cuda: bool) -> dict:
+def device_busy_us(events) -> float | None:
+    """Microseconds in which the GPU ran anything (kernels, copies, sets: the union of their
+    time ranges, so overlapping streams count once) among ``torch.profiler`` events; None
+    without GPU events (a CPU run) or where the events cannot be read. Against the wall time of
+    the same work it says whether the GPU or the host is the limit: a GPU busy for a fraction
+    of a step waits for the host the rest of it."""
+    from torch.autograd import DeviceType
+
+    try:
+        spans = sorted(
+            (e.time_range.start, e.time_range.end)
+            for e in events
+            if e.device_type == DeviceType.CUDA
+        )
+    except Exception as e:  # a profiler of another version: the benchmark keeps its timings
+        logger.warning(f"device busy time not read from the profile: {e!r}")
+        return None
+    if not spans:
+        return None
+    busy, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            busy, start = busy + end - start, s
+        end = max(end, e)
+    return busy + end - start
+
+
+def sync_counts(fn, calls: int, cuda: bool) -> tuple[dict, float | None]:
     """Per call of ``fn()``, the synchronising operators of :data:`SYNC_OPS` that
-    ``torch.profiler`` records over ``calls`` calls."""
+    ``torch.profiler`` records over ``calls`` calls, and the milliseconds the GPU was busy
+    (:func:`device_busy_us`; None on a CPU)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -161,7 +189,9 @@ def sync_counts(fn, calls: int, cuda: bool) -> dict:
             fn()
         if cuda:
             torch.cuda.synchronize()
-    return {e.key: e.count / calls for e in prof.key_averages() if e.key in SYNC_OPS}
+    counts = {e.key: e.count / calls for e in prof.key_averages() if e.key in SYNC_OPS}
+    busy = device_busy_us(prof.events()) if cuda else None
+    return counts, None if busy is None else busy / 1000 / calls
 
 
 def profile_steps(trainer, steps: int, first_iter: int, out_file: str) -> dict:
@@ -187,6 +217,7 @@ def profile_steps(trainer, steps: int, first_iter: int, out_file: str) -> dict:
     with atomic_open(out_file, "w", encoding="utf-8") as f:
         f.write(avg.table(sort_by=sort, row_limit=40) + "\n")
     counts = {e.key: e.count / steps for e in avg if e.key in SYNC_OPS}
+    busy = device_busy_us(prof.events()) if cuda else None
 
     def more_steps():
         for i in range(steps):
@@ -199,6 +230,7 @@ def profile_steps(trainer, steps: int, first_iter: int, out_file: str) -> dict:
         "table": out_file,
         "sync_ops_per_step": counts,
         "ops_per_step": None if ops is None else ops / steps,
+        "device_busy_ms_per_step": None if busy is None else busy / 1000 / steps,
     }
 
 

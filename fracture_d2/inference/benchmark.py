@@ -120,7 +120,9 @@ def benchmark_inference(
         if profile > 0:
             images = iter(grays * (profile // len(grays) + 1))
             one = functools.partial(lambda path, it: path.one(next(it)), p, images)
-            out[name]["batch1_sync_ops"] = sync_counts(one, profile, device.startswith("cuda"))
+            counts, busy = sync_counts(one, profile, device.startswith("cuda"))
+            out[name]["batch1_sync_ops"] = counts
+            out[name]["batch1_device_busy_ms"] = busy
     out["latency_ratio"] = out["project"]["batch1_latency_ms"] / out["stock"]["batch1_latency_ms"]
     out["throughput_ratio"] = (
         out["project"][f"batch{batch_size}_images_per_second"]
