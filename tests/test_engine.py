@@ -244,10 +244,22 @@ def test_speed_switches_keep_weights_and_outputs():
     with mock.patch.object(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw)):
         cfg.FRACTURE.FAST.COMPILE_MODE = "reduce-overhead"
         apply_speed_switches(build_model(cfg), cfg)
+        cfg.FRACTURE.FAST.COMPILE_DYNAMIC = False
+        apply_speed_switches(build_model(cfg), cfg)
         cfg.FRACTURE.FAST.COMPILE_MODE = "fastest"
         with pytest.raises(ValueError, match="COMPILE_MODE"):
             apply_speed_switches(build_model(cfg), cfg)
-    assert modes == [{"backend": "inductor", "dynamic": True, "mode": "reduce-overhead"}]
+    cfg.FRACTURE.FAST.COMPILE_DYNAMIC = True
+    # the mode as inductor's options (CUDA graphs), channels-last layouts with symbolic sizes
+    graphs = {"triton.cudagraphs": True}
+    assert modes == [
+        {
+            "backend": "inductor",
+            "dynamic": True,
+            "options": {**graphs, "force_layout_optimization": True},
+        },
+        {"backend": "inductor", "dynamic": None, "options": graphs},
+    ]
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = False
     nhwc = apply_speed_switches(build_model(cfg), cfg).eval()
     nhwc.load_state_dict(plain.state_dict())
@@ -261,10 +273,13 @@ def test_speed_switches_keep_weights_and_outputs():
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize("dynamic", [True, False])
-def test_compiled_backbone_sizes(dynamic):
+@pytest.mark.parametrize("dynamic,backend", [(True, "inductor"), (False, "aot_eager")])
+def test_compiled_backbone_sizes(dynamic, backend):
     """COMPILE_DYNAMIC: one compile serves every input size of multi-scale training (forward and
-    backward, the same values as eager); without it Dynamo compiles again for new sizes."""
+    backward, the same values as eager), with inductor itself on the channels-last model of the
+    project's default (whose convolution backward would otherwise fix strides per size:
+    compile_backbone's layout option); without it Dynamo compiles again for new sizes (shown
+    with a fast backend)."""
     from detectron2.modeling import build_model
     from torch._dynamo.utils import counters
 
@@ -274,13 +289,15 @@ def test_compiled_backbone_sizes(dynamic):
     cfg.merge_from_file(str(REPO / SMOKE))
     cfg.FRACTURE.FAST.COMPILE_DYNAMIC = dynamic
     torch.manual_seed(0)
-    eager = build_model(cfg).train()
-    compiled = compile_backbone(build_model(cfg).train(), cfg, backend="aot_eager")
+    nhwc = torch.channels_last  # CHANNELS_LAST, as apply_speed_switches does
+    eager = build_model(cfg).train().to(memory_format=nhwc)
+    compiled = build_model(cfg).train().to(memory_format=nhwc)
+    compiled = compile_backbone(compiled, cfg, backend=backend)
     compiled.load_state_dict(eager.state_dict())
     torch._dynamo.reset()
     graphs = []
     for h, w in ((96, 128), (128, 96), (160, 192)):
-        x = torch.rand(2, 3, h, w) * 255
+        x = (torch.rand(2, 3, h, w) * 255).contiguous(memory_format=nhwc)
         out = compiled.backbone(x)
         ref = eager.backbone(x)
         for k in ref:

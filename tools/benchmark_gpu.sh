@@ -15,6 +15,8 @@
 # graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
 # fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
 # compile512 = matrix512's training with the backbone compiled (COMPILE_DYNAMIC: one compile);
+# graphstrain512 = that in CUDA-graph mode (reduce-overhead) at one training scale, short and
+# long side <= 512 in both legs (few padded shapes: one graph each), logging skipped graphs;
 # loader512 = both training data loaders alone, no model (img/s they deliver with WORKERS), and
 # both per-parameter gradient clippings (norm, as the from-scratch configs) on R50-FPN's grads;
 # WORKERS: loader workers;
@@ -71,6 +73,11 @@ for run in $RUNS; do
     compile512) bench compile512 240 --skip-infer --warmup 15 --rounds 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True FRACTURE.FAST.MATRIX_NMS True \
       FRACTURE.FAST.COMPILE_BACKBONE True ;;
+    graphstrain512) TORCH_LOGS=graph_breaks,recompiles,cudagraphs bench graphstrain512 240 \
+      --skip-infer --warmup 15 --rounds 2 "${OPTS[@]}" FRACTURE.FAST.BATCHED_HEADS True \
+      FRACTURE.FAST.MATRIX_NMS True FRACTURE.FAST.COMPILE_BACKBONE True \
+      FRACTURE.FAST.COMPILE_MODE reduce-overhead "INPUT.MIN_SIZE_TRAIN" "(512,)" \
+      INPUT.MAX_SIZE_TRAIN 512 ;;
     syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
       "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
     matrix512) bench matrix512 190 --rounds 2 --profile 2 "${OPTS[@]}" \
