@@ -26,6 +26,15 @@ from collections import defaultdict
 
 import torch
 
+CLIP_TYPES = ("value", "norm")  # Detectron2's per-parameter clip types
+
+
+def _check_clip_type(clip_type: str) -> None:
+    if clip_type not in CLIP_TYPES:
+        raise ValueError(
+            f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be one of {CLIP_TYPES}, got {clip_type!r}"
+        )
+
 
 def _grads_by_device_and_dtype(params) -> list[list[torch.Tensor]]:
     groups = defaultdict(list)
@@ -40,8 +49,7 @@ def clip_per_parameter_(params, clip_type: str, clip_value: float, norm_type: fl
     """Clip each parameter's gradient in place as Detectron2's per-parameter clipper would:
     ``clip_type`` "norm" scales each gradient by ``min(clip_value / (its norm + 1e-6), 1)``,
     "value" clamps it to [-clip_value, clip_value]. Parameters without a gradient are skipped."""
-    if clip_type not in ("value", "norm"):
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE: unknown {clip_type!r}")
+    _check_clip_type(clip_type)
     clip_value, norm_type = float(clip_value), float(norm_type)
     for grads in _grads_by_device_and_dtype(params):
         if clip_type == "value":
@@ -62,7 +70,7 @@ def with_fused_clipping(
     """``optimizer`` (an instance, changed in place and returned) clipping every parameter's
     gradient by :func:`clip_per_parameter_` before each step, as
     :func:`detectron2.solver.build.maybe_add_gradient_clipping` does parameter by parameter."""
-    clip_per_parameter_([], clip_type, clip_value, norm_type)  # checks the clip type now
+    _check_clip_type(clip_type)  # when the optimizer is built, not at its first step
     base = type(optimizer)
 
     def step(self, closure=None):
