@@ -7,9 +7,11 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
+from sim_cuda import SimDevice
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.engine.benchmark import sync_counts
+from fracture_d2.engine.speed import async_input_copies
 from fracture_d2.engine.static_inference import StaticRCNN, check_static_model, static_predict
 from fracture_d2.inference import BatchPredictor, load_cfg
 
@@ -95,6 +97,20 @@ def test_static_forward_never_waits_for_the_device(model):
         assert sync_counts(lambda: static(images, sizes), 1, cuda=False) == ({}, None)
         calls, _ = sync_counts(lambda: static_predict(model, static, batch()), 1, cuda=False)
     assert calls.get("aten::nonzero", 0) > 0  # the host-side post-processing is counted
+
+
+def test_static_inference_waits_once_on_a_simulated_gpu(model):
+    """On the simulated GPU of tests/sim_cuda.py, with ``PIN_MEMORY``'s non-blocking input
+    copies: one host wait per batch (the results), the CPU's detections."""
+    model = async_input_copies(copy.deepcopy(model))
+    with torch.no_grad():
+        ref = static_predict(model, StaticRCNN(model), batch())
+    with SimDevice("cuda") as sim, torch.no_grad():
+        model.to("cuda")
+        sim.reset()
+        out = static_predict(model, StaticRCNN(model), batch())
+    assert dict(sim.waits) == {"device_to_host": 1}, dict(sim.where)
+    assert_same(ref, out)
 
 
 def test_unconverged_nms_falls_back_to_the_model(model, caplog):

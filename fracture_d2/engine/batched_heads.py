@@ -251,15 +251,23 @@ def _same_tensors(a: list, b: list) -> bool:
 
 
 def fast_rcnn_inference_batched(
-    boxes, scores, image_shapes, score_thresh: float, nms_thresh: float, topk_per_image: int
+    boxes,
+    scores,
+    image_shapes,
+    score_thresh: float,
+    nms_thresh: float,
+    topk_per_image: int,
+    to_host: bool = False,
 ):
     """:func:`detectron2.modeling.roi_heads.fast_rcnn.fast_rcnn_inference` for the whole batch:
     the RoIs of all images padded into one tensor, clipped, thresholded and suppressed per image
     and class by one matrix NMS, then the ``topk_per_image`` best per image. One host wait for
     the detection counts and the NMS's convergence flag after its first rounds (more only where
-    it had not converged); the same
-    detections as Detectron2's, ordered by descending score. The kept indices index the RoIs
-    given (Detectron2's count only the rows left after dropping non-finite ones)."""
+    it had not converged); the same detections as Detectron2's, ordered by descending score.
+    The kept indices index the RoIs given (Detectron2's count only the rows left after dropping
+    non-finite ones). ``to_host``: the detections come to the host in the copy that brings the
+    counts, and the results are host tensors, so Detectron2's post-processing (per image a
+    finiteness check and boolean indexing: four more waits on a GPU) waits for nothing."""
     lengths = [len(s) for s in scores]
     if max(lengths, default=0) == 0:
         return fast_rcnn_inference(
@@ -270,12 +278,12 @@ def fast_rcnn_inference_batched(
     s, _ = pad_rows(list(scores), device)  # (B, R, C + 1)
     hw = host_to_device(image_shapes, device, b.dtype)
     args = (b, s, valid, hw, score_thresh, nms_thresh, topk_per_image)
+    read = _read_detections if to_host else _read_detection_counts
     det = detections_padded(*args, rounds=FIRST_ROUNDS)
-    counts, converged = read_counts(det[4].sum(dim=1), converged=det[5])  # one host wait
+    counts, converged, det = read(det)  # one host wait
     if not converged:  # rare (long chains of suppressions): the NMS with checked rounds
-        det = detections_padded(*args)
-        counts, _ = read_counts(det[4].sum(dim=1))
-    det_boxes, det_scores, det_classes, det_rois, _, _ = det
+        counts, _, det = read(detections_padded(*args))
+    det_boxes, det_scores, det_classes, det_rois = det[:4]
     results, kept_rois = [], []
     for n, image_shape in enumerate(image_shapes):
         res = Instances(image_shape)
@@ -285,6 +293,32 @@ def fast_rcnn_inference_batched(
         results.append(res)
         kept_rois.append(det_rois[n, : counts[n]])
     return results, kept_rois
+
+
+def _read_detection_counts(det):
+    counts, converged = read_counts(det[4].sum(dim=1), converged=det[5])
+    return counts, converged, det
+
+
+def _read_detections(det):
+    """The counts, the convergence flag and (boxes, scores, classes, RoI indices) of
+    :func:`detections_padded`'s output on the host, in one copy (float32: the integers are
+    far below 2**24, exact)."""
+    boxes, scores, classes, rois, valid, converged = det
+    n_img, dets = scores.shape
+    parts = [valid.sum(dim=1), boxes.flatten(), scores.flatten(), classes.flatten(), rois.flatten()]
+    if converged is not None:
+        parts.append(converged.view(1))
+    packed = torch.cat([x.float() for x in parts]).cpu()
+    sizes = [n_img, n_img * dets * 4] + [n_img * dets] * 3 + [int(converged is not None)]
+    counts, boxes, scores, classes, rois, flag = packed.split(sizes)
+    host = (
+        boxes.view(n_img, dets, 4).to(det[0].dtype),
+        scores.view(n_img, dets).to(det[1].dtype),
+        classes.view(n_img, dets).long(),
+        rois.view(n_img, dets).long(),
+    )
+    return counts.long().tolist(), converged is None or bool(flag), host
 
 
 def detections_padded(
@@ -338,6 +372,7 @@ def _box_predictor_inference(self, predictions, proposals):
         self.test_score_thresh,
         self.test_nms_thresh,
         self.test_topk_per_image,
+        to_host=getattr(self, "_results_to_host", False),
     )
 
 
@@ -348,9 +383,15 @@ def use_matrix_nms(model: torch.nn.Module) -> torch.nn.Module:
     rpn = getattr(model, "proposal_generator", None)
     if isinstance(rpn, RPN):
         batch_rpn_inference(rpn, matrix_nms=True)
-    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    roi = getattr(model, "roi_heads", None)
+    predictor = getattr(roi, "box_predictor", None)
     if isinstance(predictor, FastRCNNOutputLayers) and not predictor.use_sigmoid_ce:
         predictor.inference = types.MethodType(_box_predictor_inference, predictor)
+        # box-only models: detections handed over on the host (mask and keypoint heads would
+        # need them on the device)
+        predictor._results_to_host = not (
+            getattr(roi, "mask_on", False) or getattr(roi, "keypoint_on", False)
+        )
     return model
 
 

@@ -116,10 +116,13 @@ def rpn_candidates(rpn, features: list, hw: torch.Tensor, topk: int):
     wait: each level's ``topk`` best anchors per image (:func:`top_decoded_proposals`), clipped
     to the (B, 2) image heights and widths ``hw``, the non-finite and too small ones invalid
     (:func:`clip_and_filter`). Returns (B, N, 4) boxes, (B, N) scores, (B, N) validity and the
-    level sizes. The anchors come from the generator's class (an instance's cache is not
-    traced by ``torch.compile``)."""
+    level sizes. The anchors are computed, not cached (an instance's cache is not traced by
+    ``torch.compile``), on the device (:func:`device_anchors`)."""
     generator = rpn.anchor_generator
-    anchors = type(generator).forward(generator, features)
+    if type(generator) is DefaultAnchorGenerator:
+        anchors = device_anchors(generator, features)
+    else:
+        anchors = type(generator).forward(generator, features)
     logits, deltas = rpn.rpn_head(features)
     logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
     box_dim = generator.box_dim
@@ -305,13 +308,33 @@ def rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_del
         )
 
 
+def device_anchors(generator: DefaultAnchorGenerator, features: list) -> list[Boxes]:
+    """``DefaultAnchorGenerator.forward`` with each level's grid made on the features' device:
+    Detectron2 makes the grid offsets with ``torch.arange`` on the CPU and copies them over, two
+    blocking copies per level, each a wait for the GPU (10 per batch with FPN's five levels).
+    The same values (integer multiples of the stride, plus ``offset`` x stride: exact in
+    float32 on any device)."""
+    anchors = []
+    cell_anchors = [b for _, b in generator.cell_anchors.named_buffers()]
+    for feature, stride, base in zip(features, generator.strides, cell_anchors, strict=True):
+        h, w = feature.shape[-2:]
+        start = generator.offset * stride
+        xs = torch.arange(start, w * stride, step=stride, dtype=torch.float32, device=base.device)
+        ys = torch.arange(start, h * stride, step=stride, dtype=torch.float32, device=base.device)
+        shift_y, shift_x = torch.meshgrid(ys, xs, indexing="ij")
+        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
+        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
+        anchors.append(Boxes((shifts.view(-1, 1, 4) + base.view(1, -1, 4)).reshape(-1, 4)))
+    return anchors
+
+
 ANCHOR_CACHE_SIZE = 32  # distinct feature-map sizes remembered (multi-scale training: a few)
 
 
 def cached_anchors(self, features):
-    """``DefaultAnchorGenerator.forward`` remembered per feature-map sizes and device: the
-    anchors depend on nothing else, and rebuilding them costs ~50 small operations per batch
-    (a GPU kernel launch each)."""
+    """``DefaultAnchorGenerator.forward`` (as :func:`device_anchors`) remembered per feature-map
+    sizes and device: the anchors depend on nothing else, and rebuilding them costs ~50 small
+    operations per batch (a GPU kernel launch each)."""
     key = (
         tuple(tuple(f.shape[-2:]) for f in features),
         features[0].device,
@@ -321,7 +344,7 @@ def cached_anchors(self, features):
     if key not in cache:
         if len(cache) >= ANCHOR_CACHE_SIZE:
             cache.pop(next(iter(cache)))
-        cache[key] = DefaultAnchorGenerator.forward(self, features)
+        cache[key] = device_anchors(self, features)
     return cache[key]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import types
 
 import torch
 
@@ -35,7 +36,9 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
     syncs (:mod:`fracture_d2.engine.sync_free`); ``BATCHED_HEADS`` computes the RPN/ROI targets
     and proposals for the whole batch at once (:mod:`fracture_d2.engine.batched_heads`);
     ``MATRIX_NMS`` runs the NMS of all images at once (:mod:`fracture_d2.engine.matrix_nms`);
-    ``COMPILE_BACKBONE`` compiles the backbone module in place (``COMPILE_MODE``).
+    ``COMPILE_BACKBONE`` compiles the backbone module in place (``COMPILE_MODE``);
+    ``DATALOADER.PIN_MEMORY`` makes the model copy its input images without a host wait
+    (:func:`async_input_copies`).
     """
     fast = cfg.FRACTURE.FAST
     if fast.CHANNELS_LAST:
@@ -55,9 +58,26 @@ def apply_speed_switches(model: torch.nn.Module, cfg) -> torch.nn.Module:
         from .batched_heads import use_matrix_nms
 
         use_matrix_nms(model)
+    if cfg.DATALOADER.PIN_MEMORY:
+        async_input_copies(model)
     if fast.COMPILE_BACKBONE:
         compile_backbone(model, cfg)
     return model
+
+
+def async_input_copies(model: torch.nn.Module) -> torch.nn.Module:
+    """Detectron2's R-CNN copies each input image to its device with a blocking ``.to``: on a
+    GPU the host waits for the stream (and the copy) before it issues the next operation. Swap
+    that copy, on this instance, for :func:`to_device_async` (pinned memory, non-blocking), so
+    the host goes on queueing the forward while the images travel. Images already on the
+    device (the training loader's, with ``PIN_MEMORY``) are not copied. Returns ``model``."""
+    if hasattr(model, "_move_to_current_device") and hasattr(model, "pixel_mean"):
+        model._move_to_current_device = types.MethodType(_move_async, model)
+    return model
+
+
+def _move_async(self, x: torch.Tensor) -> torch.Tensor:
+    return to_device_async(x, self.pixel_mean.device)
 
 
 def compile_backbone(model: torch.nn.Module, cfg, backend: str = "inductor") -> torch.nn.Module:
