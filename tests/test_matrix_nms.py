@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 import torchvision
+from detectron2.engine import SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
@@ -22,6 +23,7 @@ from fracture_d2.engine.batched_heads import (
     use_matrix_nms,
 )
 from fracture_d2.engine.benchmark import OpCounter, count_ops
+from fracture_d2.engine.grad_clip import with_fused_clipping
 from fracture_d2.engine.matrix_nms import nms_keep
 from fracture_d2.engine.speed import async_input_copies, batch_to_device
 
@@ -330,13 +332,23 @@ def test_training_step_waits_twice_on_a_simulated_gpu():
                     losses = model(inputs)
                     sum(losses.values()).backward()
                 waits[name, it], where[name, it] = dict(sim.waits), dict(sim.where)
+            if name == "fast":  # a whole trainer step: + fused gradient clipping and SGD
+                optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+                optimizer = with_fused_clipping(optimizer, "norm", 1.0)
+                trainer = SimpleTrainer(model, [inputs], optimizer, gather_metric_period=20)
+                sim.reset()
+                with EventStorage(3) as trainer.storage:
+                    trainer.iter = 3
+                    trainer.run_step()
+                waits[name, 3], where[name, 3] = dict(sim.waits), dict(sim.where)
         for k, v in ref.items():
             torch.testing.assert_close(host(losses[k]), v, rtol=1e-6, atol=0)
-    for it in (1, 2):
+    for it in (1, 2, 3):
         fast_waits = dict(waits["fast", it])
         # copies of host values to the device: through pinned memory on a CUDA device
         fast_waits.pop("unpinned_host_to_device", None)
         assert fast_waits == {"device_to_host": 2}, where["fast", it]
+    for it in (1, 2):
         assert sum(waits["stock", it].values()) > 15 * len(batch), waits["stock", it]
     assert "_known_levels" not in fast.roi_heads.box_pooler.__dict__  # used, not kept
 
