@@ -22,6 +22,7 @@ timing, the numerics of CUDA kernels.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 import torch
@@ -42,6 +43,7 @@ WAITING_OPS = {
     "unique_consecutive",
     "bincount",
     "histc",
+    "nms",  # torchvision's CUDA kernel copies its suppression mask to the host
 }
 # operators a GPU accepts with CPU index tensors (it copies them over: a blocking copy)
 CPU_INDEX_OPS = {"index", "index_put_", "_index_put_impl_", "index_put"}
@@ -54,6 +56,13 @@ class SimTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, elem: torch.Tensor, device: torch.device):
+        # never an inference tensor itself (autograd's view tracking of a wrapper made in
+        # inference mode from a normal tensor fails); ``elem`` may be one
+        with torch.inference_mode(False):
+            return cls._wrap(elem, device)
+
+    @classmethod
+    def _wrap(cls, elem: torch.Tensor, device: torch.device):
         out = torch.Tensor._make_wrapper_subclass(
             cls,
             elem.shape,
@@ -118,7 +127,9 @@ class SimDevice(TorchDispatchMode):
         self.device = torch.device(kind, 0)
         self.waits: Counter = _Waits(self)
         self.where: Counter = Counter()  # (kind, file:line of the caller in the code under test)
-        self._pinned: set[int] = set()
+        # the host tensors "pinned" (pin_memory returns the tensor itself), weakly: a freed
+        # tensor's id may come back for another
+        self._pinned = weakref.WeakValueDictionary()
         self._aliased = 0  # inside a call on host aliases: every tensor counts as on the device
         self._function_mode = _PythonCalls(self)
 
@@ -137,6 +148,9 @@ class SimDevice(TorchDispatchMode):
         if isinstance(device, int):
             return self.device.type == "cuda"
         return torch.device(device).type == self.device.type
+
+    def is_pinned(self, t) -> bool:
+        return self._pinned.get(id(t)) is t
 
     def wrap(self, x):
         """CPU tensors (in any nested structure) as device tensors, no copy, no wait."""
@@ -159,6 +173,8 @@ class SimDevice(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         name = func.overloadpacket.__name__
+        if name == "to":  # reaches the mode undecomposed in inference mode
+            return self._to_as_copy(func, types, args, kwargs)
         on_device, on_host = [], []
         for t in _tensors((args, kwargs)):
             (on_device if isinstance(t, SimTensor) else on_host).append(t)
@@ -166,10 +182,10 @@ class SimDevice(TorchDispatchMode):
         if to_device:
             kwargs["device"] = CPU
         if name in ("_pin_memory", "pin_memory"):
-            self._pinned.add(id(args[0]))
+            self._pinned[id(args[0])] = args[0]
             return args[0]
         if name == "is_pinned":
-            return id(args[0]) in self._pinned
+            return self.is_pinned(args[0])
         kwargs.pop("pin_memory", None)
 
         if name in ("_to_copy", "copy_"):
@@ -196,6 +212,20 @@ class SimDevice(TorchDispatchMode):
             return self.wrap(out)
         return out
 
+    def _to_as_copy(self, func, types, args, kwargs):
+        """``aten.to`` (any overload) as the ``aten._to_copy`` it stands for."""
+        bound = dict(zip((a.name for a in func._schema.arguments), args, strict=False))
+        bound.update(kwargs)
+        src = bound["self"]
+        other = bound.get("other")
+        device = other.device if other is not None else bound.get("device") or src.device
+        dtype = other.dtype if other is not None else bound.get("dtype") or src.dtype
+        copy_kwargs = {"dtype": dtype, "device": device}
+        for key in ("non_blocking", "memory_format"):
+            if bound.get(key) is not None:
+                copy_kwargs[key] = bound[key]
+        return self.__torch_dispatch__(torch.ops.aten._to_copy.default, types, (src,), copy_kwargs)
+
     def _count_copy(self, name, args, kwargs, to_device):
         if name == "_to_copy":
             src = args[0]
@@ -214,7 +244,7 @@ class SimDevice(TorchDispatchMode):
     def _count_upload(self, src, non_blocking: bool):
         if not non_blocking:
             self.waits["blocking_host_to_device"] += 1
-        elif id(src) not in self._pinned:
+        elif not self.is_pinned(src):
             self.waits["unpinned_host_to_device"] += 1  # staged through pinned memory
 
 

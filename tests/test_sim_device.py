@@ -46,6 +46,11 @@ def test_waits_are_counted_by_kind():
         torch.tensor([1.0, 2.0], device="cuda")  # from Python data
         assert dict(sim.waits) == {"blocking_host_to_device": 3, "unpinned_host_to_device": 1}
         assert any("test_sim_device.py" in where for _, where in sim.where)
+    with SimDevice("cuda") as sim, torch.inference_mode():  # aten.to is not decomposed here
+        x = torch.ones(3, device="cuda")
+        assert type(x.cpu()) is torch.Tensor and isinstance(x.to(torch.int64), SimTensor)
+        assert isinstance(torch.ones(2).to(x), SimTensor)
+        assert dict(sim.waits) == {"device_to_host": 1, "blocking_host_to_device": 1}
 
 
 def test_meta_kind_trains_with_the_cpus_values():

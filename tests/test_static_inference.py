@@ -155,6 +155,33 @@ def test_predictor_with_static_inference(model, tmp_path):
     assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
 
 
+@pytest.mark.parametrize(
+    "switches, waits",
+    [
+        (["FRACTURE.FAST.STATIC_INFERENCE", True], 1),
+        (["FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True], 3),
+    ],
+)
+def test_predictor_waits_on_a_simulated_gpu(model, tmp_path, switches, waits):
+    """``tools/predict.py``'s predictor on the simulated GPU of tests/sim_cuda.py (PIN_MEMORY
+    on): one host wait per batch with STATIC_INFERENCE (its results), three with the batched
+    heads and matrix NMS (proposal counts, boxes per pooler level, detections); the CPU's
+    detections, returned as host tensors."""
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
+    opts = ["MODEL.WEIGHTS", str(tmp_path / "model.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    opts += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32", "DATALOADER.PIN_MEMORY", True]
+    g = torch.Generator().manual_seed(3)
+    grays = [(torch.rand(90, 120, generator=g) * 255).byte().numpy() for _ in range(2)]
+    ref = BatchPredictor(load_cfg(SMOKE, opts))(grays)
+    with SimDevice("cuda") as sim:
+        predictor = BatchPredictor(load_cfg(SMOKE, opts + switches + ["MODEL.DEVICE", "cuda"]))
+        sim.reset()  # loading the weights copies them over
+        out = predictor(grays)
+    assert dict(sim.waits) == {"device_to_host": waits}, dict(sim.where)
+    assert all(type(o.scores) is torch.Tensor for o in out)
+    assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
+
+
 def test_with_static_inference_wraps_caches_and_passes_training_through(model):
     from fracture_d2.engine.static_inference import StaticInferenceModel, with_static_inference
 
