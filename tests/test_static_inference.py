@@ -159,14 +159,14 @@ def test_predictor_with_static_inference(model, tmp_path):
     "switches, waits",
     [
         (["FRACTURE.FAST.STATIC_INFERENCE", True], 1),
-        (["FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True], 3),
+        (["FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True], 2),
     ],
 )
 def test_predictor_waits_on_a_simulated_gpu(model, tmp_path, switches, waits):
     """``tools/predict.py``'s predictor on the simulated GPU of tests/sim_cuda.py (PIN_MEMORY
-    on): one host wait per batch with STATIC_INFERENCE (its results), three with the batched
-    heads and matrix NMS (proposal counts, boxes per pooler level, detections); the CPU's
-    detections, returned as host tensors."""
+    on): one host wait per batch with STATIC_INFERENCE (its results), two with the batched
+    heads and matrix NMS (proposal counts with the boxes per pooler level, detections); the
+    CPU's detections, returned as host tensors."""
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
     opts = ["MODEL.WEIGHTS", str(tmp_path / "model.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
     opts += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32", "DATALOADER.PIN_MEMORY", True]

@@ -20,8 +20,9 @@ untouched):
   padded over the batch, the samples of all images gathered at once, one host wait for the
   sample sizes and the sampled RoIs' counts per pyramid level;
 - the box pooler: RoI rows and pyramid levels computed for the batch at once, the RoIs sorted by
-  level once (no host wait for the sampled RoIs, whose counts came with the sample sizes; one
-  for other boxes, not one per level);
+  level once (no host wait for the sampled RoIs, whose counts came with the sample sizes, nor,
+  with the matrix NMS, for the proposals in inference, whose counts came with the proposal
+  counts: :class:`PoolerLevels`; one for other boxes, not one per level);
 - the box predictor's losses: a masked box loss, the classification statistics logged only
   every metrics period;
 - the box encoding and decoding of both (:mod:`.box_transform`): the same values in half the
@@ -32,7 +33,9 @@ Matches, labels and proposals are those of Detectron2; the random samples are dr
 
 :func:`use_matrix_nms` (``FRACTURE.FAST.MATRIX_NMS``) also replaces the per-image NMS of the
 proposal selection and of the box predictor's inference by one :mod:`.matrix_nms` call for the
-batch.
+batch; in inference a box-only model's detections then come to the host in the copy that
+brings their counts. With both, a training step waits for the GPU twice, inference twice per
+batch (counted on the simulated GPU of ``tests/sim_cuda.py``).
 """
 
 from __future__ import annotations
@@ -113,11 +116,9 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
     n_img = len(proposals)
     take = fg | bg
     # the box pooler's boxes per pyramid level read in the same copy as the sample sizes
-    pooler = _hinted_pooler(self)
-    if pooler is not None:
-        levels = pooler_levels(pooler, boxes.flatten(0, 1))
-        per_level = levels.new_zeros(len(pooler.level_poolers) + 1)
-        per_level.scatter_add_(0, levels, take.flatten().to(levels.dtype))
+    hint = PoolerLevels.of(self)
+    if hint is not None:
+        levels, per_level = hint.count(boxes, take)
     else:
         per_level = take.new_zeros(0, dtype=torch.int64)
     sizes = torch.cat([take.sum(dim=1), fg.sum(dim=1), per_level]).tolist()  # one host wait
@@ -147,12 +148,8 @@ def _roi_label_and_sample_proposals(self, proposals, targets):
         if len(trg) > 0:  # as Detectron2: images without ground truth get no gt_boxes
             res.gt_boxes = Boxes(fields["gt_boxes"][n])
         sampled.append(res)
-    if pooler is not None:  # for the pooler's call on exactly these boxes (see _pooler_forward)
-        pooler._known_levels = (
-            [r.proposal_boxes.tensor for r in sampled],
-            pick(levels.view(n_img, width)),
-            level_counts,
-        )
+    if hint is not None:  # for the pooler's call on exactly these boxes
+        hint.leave(sampled, pick(levels.view(n_img, width)), level_counts)
     if log_now(self):
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
@@ -202,13 +199,37 @@ def pooler_levels(pooler, boxes: torch.Tensor) -> torch.Tensor:
     return level.to(torch.int64) - pooler.min_level
 
 
-def _hinted_pooler(roi_heads):
-    """The ROI heads' box pooler if it is :func:`_pooler_forward` over several levels (then the
-    ROI sampling reads its boxes per level along with the sample sizes), else None."""
-    pooler = getattr(roi_heads, "box_pooler", None)
-    if not isinstance(pooler, ROIPooler) or len(pooler.level_poolers) == 1:
-        return None
-    return pooler if getattr(pooler.forward, "__func__", None) is _pooler_forward else None
+class PoolerLevels:
+    """The box pooler's boxes per pyramid level, counted where boxes are chosen (the ROI
+    sampling in training, the RPN's proposal selection in inference) and read in the copy that
+    brings that step's own counts; handed to the pooler (:func:`_pooler_forward`) for its call
+    on exactly those boxes, which then waits for nothing."""
+
+    def __init__(self, pooler: ROIPooler):
+        self.pooler = pooler
+
+    @classmethod
+    def of(cls, roi_heads) -> PoolerLevels | None:
+        """For the ROI heads' box pooler if it is :func:`_pooler_forward` over several levels,
+        else None."""
+        pooler = getattr(roi_heads, "box_pooler", None)
+        if not isinstance(pooler, ROIPooler) or len(pooler.level_poolers) == 1:
+            return None
+        patched = getattr(pooler.forward, "__func__", None) is _pooler_forward
+        return cls(pooler) if patched else None
+
+    def count(self, boxes: torch.Tensor, chosen: torch.Tensor):
+        """(B, N, 4) padded boxes and (B, N) booleans -> the (B * N,) levels of all boxes and
+        the (levels + 1,) counts of the chosen ones (the last: boxes pooled at no level)."""
+        levels = pooler_levels(self.pooler, boxes.flatten(0, 1))
+        counts = levels.new_zeros(len(self.pooler.level_poolers) + 1)
+        return levels, counts.scatter_add_(0, levels, chosen.flatten().to(levels.dtype))
+
+    def leave(self, instances: list, levels: torch.Tensor, counts: list[int]) -> None:
+        """For the pooler's next call, if it pools the ``proposal_boxes`` of ``instances``
+        (the same tensors): their ``levels`` (concatenated) and the host ``counts``."""
+        boxes = [x.proposal_boxes.tensor for x in instances]
+        self.pooler._known_levels = (boxes, levels, counts)
 
 
 def _pooler_forward(self, x, box_lists):
@@ -412,6 +433,8 @@ def make_batched(model: torch.nn.Module, metrics_period: int = 1) -> torch.nn.Mo
         pooler = getattr(roi, "box_pooler", None)
         if isinstance(pooler, ROIPooler):
             pooler.forward = types.MethodType(_pooler_forward, pooler)
+        if isinstance(rpn, RPN):  # inference: the proposal read brings the boxes per level
+            rpn.__dict__["_pooler_levels"] = PoolerLevels.of(roi)  # not a submodule
         predictor = getattr(roi, "box_predictor", None)
         if isinstance(predictor, FastRCNNOutputLayers):
             predictor._metrics_period = roi._metrics_period

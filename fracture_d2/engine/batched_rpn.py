@@ -148,13 +148,16 @@ def select_proposals(
     min_box_size: float,
     training: bool,
     matrix_nms: bool = False,
+    pooler_levels=None,
 ):
     """The rest of ``find_top_rpn_proposals`` for (B, N, 4) candidate boxes and (B, N) scores
     in blocks of ``level_sizes`` per pyramid level: finiteness, clipping and the size filter for
     all images at once. Boxes it drops (non-finite, empty) become zero boxes scored -inf
     instead: they suppress nothing and sort last, so NMS keeps the same boxes, and they are cut
     off the end of each image's result. ``matrix_nms``: the NMS of every image and level at
-    once (:func:`.matrix_nms.nms_keep`) instead of one per image."""
+    once (:func:`.matrix_nms.nms_keep`) instead of one per image; then ``pooler_levels`` (a
+    :class:`.batched_heads.PoolerLevels`) gets the proposals' boxes per pooler level in the copy
+    that brings their counts."""
     device = boxes.device
     finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
     hw = host_to_device(image_sizes, device, boxes.dtype)  # (B, 2) as (h, w)
@@ -164,7 +167,15 @@ def select_proposals(
     all_finite = finite.all().view(1) if training else None
     if matrix_nms:
         return _top_after_matrix_nms(
-            boxes, scores, keep, level_sizes, image_sizes, nms_thresh, post_nms_topk, all_finite
+            boxes,
+            scores,
+            keep,
+            level_sizes,
+            image_sizes,
+            nms_thresh,
+            post_nms_topk,
+            all_finite,
+            pooler_levels,
         )
     dropped, _ = read_counts((~keep).sum(dim=1), all_finite)
     levels = cat(
@@ -261,27 +272,46 @@ def top_kept_proposals(
 
 
 def _top_after_matrix_nms(
-    boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk, all_finite=None
+    boxes,
+    scores,
+    valid,
+    level_sizes,
+    image_sizes,
+    nms_thresh,
+    post_topk,
+    all_finite=None,
+    pooler_levels=None,
 ):
     """The end of :func:`select_proposals` with one NMS over all images and levels: the NMS's
-    convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite`` and
-    the proposal counts read in one host wait; more rounds (and waits) only where the NMS had
-    not converged."""
+    convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite``, the
+    proposal counts (and with ``pooler_levels`` the proposals per pooler level) read in one
+    host wait; more rounds (and waits) only where the NMS had not converged."""
+    n_img = len(image_sizes)
     gb, gs, gv = level_groups(boxes, scores, valid, level_sizes)
     nms = MatrixNMS(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
     converged = nms.rounds(FIRST_ROUNDS)
-    boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)
-    counts, converged = read_counts(valid.sum(dim=1), all_finite, converged)
-    if not converged:  # a longer chain of suppressions: finish, then read the counts again
-        nms.finish()
+    for last in (False, True):
+        if last:  # a longer chain of suppressions: finish, then read again
+            nms.finish()
         boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)
-        counts, _ = read_counts(valid.sum(dim=1))
+        counts = valid.sum(dim=1)
+        if pooler_levels is not None:
+            levels, per_level = pooler_levels.count(boxes, valid)
+            counts = torch.cat([counts, per_level])
+        counts, converged = read_counts(counts, all_finite, None if last else converged)
+        if converged:
+            break
+    counts, level_counts = counts[:n_img], counts[n_img:]
     results = []
     for n, image_size in enumerate(image_sizes):
         res = Instances(image_size)
         res.proposal_boxes = Boxes(boxes[n, : counts[n]])
         res.objectness_logits = scores[n, : counts[n]]
         results.append(res)
+    if pooler_levels is not None:
+        levels = levels.view(n_img, -1)
+        kept_levels = torch.cat([levels[n, : counts[n]] for n in range(n_img)])
+        pooler_levels.leave(results, kept_levels, level_counts)
     return results
 
 
@@ -305,6 +335,7 @@ def rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_del
             self.min_box_size,
             self.training,
             getattr(self, "_matrix_nms", False),
+            None if self.training else getattr(self, "_pooler_levels", None),
         )
 
 
