@@ -198,6 +198,15 @@ def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk, to_host)
         assert torch.equal(finite[ia], ib)
 
 
+def test_fast_rcnn_inference_batched_without_rois_to_host():
+    """No RoIs at all: Detectron2's per-image code, its (empty) results moved to the host."""
+    with SimDevice("cuda") as sim:
+        args = sim.wrap(([torch.zeros(0, 8)] * 2, [torch.zeros(0, 3)] * 2))
+        out, kept = fast_rcnn_inference_batched(*args, [(10, 10)] * 2, 0.05, 0.5, 100, to_host=True)
+    assert [len(r) for r in out] == [0, 0] and all(type(k) is torch.Tensor for k in kept)
+    assert all(type(r.scores) is torch.Tensor for r in out)
+
+
 @pytest.mark.parametrize("to_host", [False, True])
 def test_fast_rcnn_inference_batched_long_chain(to_host):
     n = 30  # the chain of test_nms_keep_long_chain_needs_many_rounds, as one image's RoIs

@@ -291,9 +291,12 @@ def fast_rcnn_inference_batched(
     finiteness check and boolean indexing: four more waits on a GPU) waits for nothing."""
     lengths = [len(s) for s in scores]
     if max(lengths, default=0) == 0:
-        return fast_rcnn_inference(
+        results, kept = fast_rcnn_inference(
             boxes, scores, image_shapes, score_thresh, nms_thresh, topk_per_image
         )
+        if to_host:  # empty: nothing to wait for
+            results, kept = [r.to("cpu") for r in results], [k.cpu() for k in kept]
+        return results, kept
     device = scores[0].device
     b, valid = pad_rows(list(boxes), device)  # (B, R, C' * 4)
     s, _ = pad_rows(list(scores), device)  # (B, R, C + 1)
