@@ -56,7 +56,8 @@ def _to_image(maps: torch.Tensor, padded_hw, image_hw, out_hw) -> np.ndarray:
     """``(1, 1, h, w)`` map over the padded input -> ``(H, W)`` over the original image."""
     up = F.interpolate(maps, size=padded_hw, mode="bilinear", align_corners=False)
     up = up[0, 0, : image_hw[0], : image_hw[1]][None, None]
-    return F.interpolate(up, size=out_hw, mode="bilinear", align_corners=False)[0, 0].numpy()
+    out = F.interpolate(up, size=out_hw, mode="bilinear", align_corners=False)[0, 0]
+    return out.float().cpu().numpy()  # from the model's device and dtype
 
 
 def _check_model(model):
