@@ -79,6 +79,11 @@ class SimTensor(torch.Tensor):
     def __repr__(self):
         return f"SimTensor({self.elem!r}, device={self.device})"
 
+    def __reduce_ex__(self, protocol):
+        # pickled (torch.save) as the host tensor it holds: a checkpoint written on the
+        # simulated device loads anywhere, as a GPU's does with map_location="cpu"
+        return self.elem.__reduce_ex__(protocol)
+
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         raise RuntimeError(f"{func}: a simulated device tensor used outside SimDevice()")

@@ -143,12 +143,14 @@ class ValidationLoss(HookBase):
         sums, n = {}, 0
         try:
             for batch in self._loader:
-                for k, v in model(batch).items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(batch)
+                for k, v in model(batch).items():  # summed on the device: read once, below
+                    sums[k] = sums.get(k, 0.0) + v.detach().double() * len(batch)
                 n += len(batch)
         finally:
             for m in bn:
                 m.train()
+        if sums:
+            sums = dict(zip(sums, torch.stack(list(sums.values())).tolist(), strict=True))
         totals = comm.all_gather((sums, n))
         n_all = sum(t[1] for t in totals)
         means = {f"val/{k}": sum(t[0].get(k, 0.0) for t in totals) / max(n_all, 1) for k in sums}
