@@ -26,6 +26,7 @@ import weakref
 from collections import Counter
 
 import torch
+from torch.utils._mode_utils import no_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_any, tree_map
 
@@ -207,6 +208,13 @@ class SimDevice(TorchDispatchMode):
             if name in WAITING_OPS or (name == "index" and _has_mask(args)):
                 self.waits[name] += 1
 
+        if torch.Tag.inplace_view in func.tags and isinstance(args[0], SimTensor):
+            # unsqueeze_, transpose_, ...: Python hands back the wrapper itself, so its own
+            # sizes and strides must change too (it has no storage: metadata only)
+            func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+            with no_dispatch():
+                func(*args, **kwargs)
+            return args[0]
         func = _CPU_FOR_CUDA_ONLY.get(name, func)
         out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
         if name == "_to_copy" and "device" in kwargs and not to_device:

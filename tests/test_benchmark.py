@@ -108,6 +108,36 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     assert proc.returncode == 1 and "bad.json" in proc.stderr
 
 
+def test_benchmark_on_a_simulated_gpu(tmp_path, monkeypatch):
+    """Both legs of tools/benchmark.py with the fast switches, on the simulated GPU of
+    tests/sim_cuda.py ("meta": training needs gradients): every step runs there."""
+    import importlib.util
+
+    from sim_cuda import SimDevice
+
+    from conftest import REPO
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("bench_tool", REPO / "tools" / "benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "bench.json"
+    args = ["--config-file", SMOKE, "--device", "meta", "--patients", "3", "--train-iters", "1"]
+    args += ["--rounds", "1", "--warmup", "1", "--infer-images", "2", "--batch-size", "2"]
+    args += ["--grad-clip-steps", "2", "--out", str(out), "INPUT.MIN_SIZE_TEST", "96"]
+    args += ["FRACTURE.FAST.BATCHED_HEADS", "True", "FRACTURE.FAST.MATRIX_NMS", "True"]
+    args += ["FRACTURE.FAST.STATIC_INFERENCE", "True", "FRACTURE.FAST.METRICS_PERIOD", "20"]
+    with SimDevice("meta") as sim:
+        assert tool.main(args) in (0, None)
+    assert sim.waits["device_to_host"] > 0
+    r = json.loads(out.read_text())
+    assert r["device"] == "meta"
+    for path in ("stock", "project"):
+        assert r["train"][path]["images_per_second"] > 0
+        assert r["inference"][path]["batch2_images_per_second"] > 0
+    assert r["grad_clip"]["same_gradients"]
+
+
 def test_compile_counters_and_their_table_row(tmp_path):
     """A compiled run's JSON says how many graphs it compiled, where it broke and whether CUDA
     graphs were skipped (on a CPU every reduce-overhead graph is a skip)."""

@@ -46,6 +46,10 @@ def test_waits_are_counted_by_kind():
         torch.tensor([1.0, 2.0], device="cuda")  # from Python data
         assert dict(sim.waits) == {"blocking_host_to_device": 3, "unpinned_host_to_device": 1}
         assert any("test_sim_device.py" in where for _, where in sim.where)
+    with SimDevice("cuda"):  # in-place view operators change the wrapper's sizes too
+        x = torch.arange(12.0, device="cuda").view(3, 4)
+        assert x.unsqueeze_(0).transpose_(1, 2).shape == (1, 4, 3) == x.elem.shape
+        assert torch.equal(host(x.contiguous())[0], torch.arange(12.0).view(3, 4).t())
     with SimDevice("cuda") as sim, torch.inference_mode():  # aten.to is not decomposed here
         x = torch.ones(3, device="cuda")
         assert type(x.cpu()) is torch.Tensor and isinstance(x.to(torch.int64), SimTensor)
