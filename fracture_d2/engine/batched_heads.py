@@ -69,6 +69,7 @@ from .batched_rpn import (
 from .box_transform import vectorize_box_transforms
 from .matrix_nms import FIRST_ROUNDS, nms_keep, nms_keep_rounds
 from .sync_free import (
+    device_to_host,
     host_to_device,
     match_batched,
     pad_boxes,
@@ -326,23 +327,11 @@ def _read_detection_counts(det):
 
 def _read_detections(det):
     """The counts, the convergence flag and (boxes, scores, classes, RoI indices) of
-    :func:`detections_padded`'s output on the host, in one copy (float32: the integers are
-    far below 2**24, exact)."""
+    :func:`detections_padded`'s output on the host, in one copy."""
     boxes, scores, classes, rois, valid, converged = det
-    n_img, dets = scores.shape
-    parts = [valid.sum(dim=1), boxes.flatten(), scores.flatten(), classes.flatten(), rois.flatten()]
-    if converged is not None:
-        parts.append(converged.view(1))
-    packed = torch.cat([x.float() for x in parts]).cpu()
-    sizes = [n_img, n_img * dets * 4] + [n_img * dets] * 3 + [int(converged is not None)]
-    counts, boxes, scores, classes, rois, flag = packed.split(sizes)
-    host = (
-        boxes.view(n_img, dets, 4).to(det[0].dtype),
-        scores.view(n_img, dets).to(det[1].dtype),
-        classes.view(n_img, dets).long(),
-        rois.view(n_img, dets).long(),
-    )
-    return counts.long().tolist(), converged is None or bool(flag), host
+    flags = [] if converged is None else [converged]
+    counts, *host = device_to_host(valid.sum(dim=1), boxes, scores, classes, rois, *flags)
+    return counts.tolist(), converged is None or bool(host[4]), tuple(host[:4])
 
 
 def detections_padded(

@@ -37,6 +37,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from .batched_heads import detections_padded, pooler_levels
 from .batched_rpn import rpn_candidates, top_kept_proposals
 from .box_transform import vectorize_box_transforms
+from .sync_free import device_to_host
 
 logger = logging.getLogger("fracture_d2")
 
@@ -151,23 +152,10 @@ def static_predict(model, forward, batched_inputs: list[dict], pad: int = 0) -> 
     boxes, scores, classes, valid, converged = forward(
         tensor, sizes.to(tensor.device, non_blocking=True)
     )
-    # one copy to the host (one wait): classes and flags are exact in float32
-    n_img, dets = scores.shape
-    packed = torch.cat(
-        [
-            boxes.float().flatten(),
-            scores.float().flatten(),
-            classes.float().flatten(),
-            valid.float().flatten(),
-            converged.float().reshape(1),
-        ]
-    ).cpu()
-    boxes, scores, classes, valid, converged = packed.split(
-        [4 * n_img * dets] + [n_img * dets] * 3 + [1]
+    # one copy to the host (one wait); boxes and scores as float32, as Detectron2 returns them
+    boxes, scores, classes, valid, converged = device_to_host(
+        boxes.float(), scores.float(), classes, valid, converged
     )
-    boxes = boxes.view(n_img, dets, 4)
-    scores, classes, valid = (x.view(n_img, dets) for x in (scores, classes, valid))
-    classes, valid = classes.long(), valid.bool()
     if not bool(converged):
         logger.warning("static inference: NMS did not converge; this batch runs the eager model")
         return model(batched_inputs)

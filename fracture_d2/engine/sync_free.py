@@ -63,6 +63,16 @@ def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.T
     return to_device_async(torch.as_tensor(values, dtype=dtype), device)
 
 
+def device_to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Several device tensors on the host in one copy (one host wait instead of one each),
+    back in their shapes and dtypes. They travel as float32, so integers must stay below 2**24
+    (counts, indices, classes) and floating-point values must fit float32 exactly (float32,
+    bfloat16, float16)."""
+    packed = torch.cat([t.reshape(-1).float() for t in tensors]).cpu()
+    parts = packed.split([t.numel() for t in tensors])
+    return [p.view(t.shape).to(t.dtype) for p, t in zip(parts, tensors, strict=True)]
+
+
 def pad_rows(rows: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (Ni, ...) tensors as one zero-padded (B, max Ni, ...) tensor and its (B, max Ni)
     validity mask. One concatenation and one scatter for the batch (``pad_sequence`` copies image
