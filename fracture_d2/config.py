@@ -49,8 +49,6 @@ def add_fracture_config(cfg: CN) -> CN:
     cfg.FRACTURE.VAL_DATASET = ""
     # Log the losses on the validation dataset at every evaluation.
     cfg.FRACTURE.VAL_LOSS = True
-    # COCOEvaluator tasks the Trainer asks for (the project detects boxes only).
-    cfg.FRACTURE.EVAL_TASKS = ("bbox",)
     # Allow TF32 matmul/convolutions on Ampere+ GPUs (faster, ~1e-3 relative precision).
     cfg.FRACTURE.TF32 = True
     # Deterministic algorithms (slower); with SEED >= 0 gives repeatable runs on one device.
@@ -68,62 +66,51 @@ def add_fracture_config(cfg: CN) -> CN:
     ev.BOOTSTRAP = 1000  # patient-bootstrap resamples for 95% CIs; 0 = no CIs
     ev.BOOTSTRAP_SEED = 0  # seed of the bootstrap resampling
 
+    # Speed switches (fracture_d2/fast; measurements: docs/speed.md). On by default on every
+    # device: CHANNELS_LAST, FUSED_GRAD_CLIP. Auto (None) by default, i.e. on where measured
+    # faster at equal AP (fracture_d2/fast/policy.py: CPU) and off elsewhere (GPUs, not yet
+    # measured there): BATCHED_HEADS, MATRIX_NMS. Off by default, built for GPUs and not yet
+    # measured there: STATIC_INFERENCE, COMPILE_BACKBONE, DATALOADER.PIN_MEMORY.
     fast = cfg.FRACTURE.FAST = CN()
-    # Run the backbone in channels-last memory format (NHWC: oneDNN on CPU and tensor cores on
-    # GPU prefer it; same results). Measured on 2 CPU cores: training 1.16x, inference 1.1x.
+    # Run the backbone in channels-last memory format (NHWC; same results).
     fast.CHANNELS_LAST = True
-    # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
-    fast.COMPILE_BACKBONE = False
-    # torch.compile mode for COMPILE_BACKBONE: "default", "reduce-overhead" (CUDA graphs: fewer
-    # kernel launches from the host, for fixed input sizes), "max-autotune" or
-    # "max-autotune-no-cudagraphs".
-    fast.COMPILE_MODE = "default"
-    # Compile the backbone for symbolic input sizes (one compile for multi-scale training and all
-    # test sizes). False: Dynamo's default (a recompile for the first new height and width,
-    # then dynamic). The static inference path always compiles per size (CUDA graphs).
-    fast.COMPILE_DYNAMIC = True
-    # Detectron2's per-parameter gradient clipping (SOLVER.CLIP_GRADIENTS) for all parameters at
-    # once (fracture_d2.engine.grad_clip): the same gradients, a few operators per step instead
-    # of about eight per parameter tensor.
+    # Batched RPN / ROI-head targets, losses, proposal selection and RoI pooling (the heads
+    # BatchedRPN and BatchedROIHeads chosen in configs/Base-RCNN-FPN.yaml; same matches and
+    # proposals as Detectron2's, samples drawn another, equally uniform way). None: auto.
+    fast.BATCHED_HEADS = None
+    # The NMS of the RPN and of the box predictor for all images at once (the same boxes as
+    # torchvision's NMS; needs the batched heads' classes). None: auto.
+    fast.MATRIX_NMS = None
+    # Detectron2's per-parameter gradient clipping (SOLVER.CLIP_GRADIENTS) for all parameters
+    # at once: the same gradients in a few operators.
     fast.FUSED_GRAD_CLIP = True
-    # Copy losses to the host (a GPU sync) every N iterations instead of every iteration.
+    # Copy the losses to the host (a GPU sync) every N iterations instead of every iteration.
     fast.METRICS_PERIOD = 1
-    # Label assignment in the RPN and ROI heads without host-device syncs (fracture_d2.engine.
-    # sync_free): matchers give identical results; the RPN's anchor sample is drawn another
-    # (equally uniform) way. For GPUs; off by default until measured there.
-    fast.SYNC_FREE_SAMPLING = False
-    # RPN/ROI-head training targets, losses, proposal selection and RoI pooling for the whole
-    # batch at once (fracture_d2.engine.batched_heads): one host sync per stage instead of
-    # several per image; same matches, proposals and pooled features, samples drawn another
-    # (equally uniform) way. For GPUs; off by default until measured there.
-    fast.BATCHED_HEADS = False
-    # The NMS of the RPN (every image and pyramid level) and of the box predictor's inference
-    # (every image and class) as one batched tensor computation (fracture_d2.engine.matrix_nms):
-    # the same boxes as torchvision's NMS, no serial kernel and one host sync per batch instead
-    # of one per image, at O(boxes^2) work per group (slower on CPUs). For GPUs; off by default
-    # until measured there.
-    fast.MATRIX_NMS = False
-    # Inference (tools/predict.py, the benchmark's project path) on tensors of fixed shapes with
-    # validity masks instead of Detectron2's variable-length steps (fracture_d2.engine.
-    # static_inference): no host sync until the results are read, and with COMPILE_BACKBONE the
-    # whole forward is compiled (COMPILE_MODE reduce-overhead: one CUDA graph per input size).
-    # The same detections as Detectron2's (tested); off by default until measured on a GPU.
+    # Inference on tensors of fixed shapes with validity masks (no host sync until the results
+    # are read; with COMPILE_BACKBONE the whole forward compiles, one CUDA graph per size).
     fast.STATIC_INFERENCE = False
-    # Rounds of the static path's matrix NMS before its convergence check (a batch that has not
-    # converged is rerun by the model's own forward; 3-10 rounds sufficed on the demo model).
+    # Static inference: rounds of its matrix NMS before the convergence check (a batch that has
+    # not converged is rerun by the model's own forward).
     fast.NMS_ROUNDS = 12
     # Static inference: pad the input height and width up to a multiple of this (0: the
-    # backbone's SIZE_DIVISIBILITY, as Detectron2), so that images of similar sizes share one
-    # compiled graph. Larger padding adds anchors in the padding and can change proposals.
+    # backbone's SIZE_DIVISIBILITY) so that similar sizes share one compiled graph.
     fast.STATIC_PAD = 0
-    # Autocast dtype for inference (predictor and evaluation): "auto" (bfloat16 on CPUs that
-    # run it natively, AVX512-BF16/AMX; float32 elsewhere, GPUs included), "float32",
-    # "bfloat16" or "float16" (GPUs). Measured: R50-FPN CPU latency 1.75x lower, same AP50;
-    # on an H200 no gain at 512 px (the loop is bound by host overheads, not by arithmetic).
-    fast.INFERENCE_DTYPE = "auto"
+    # torch.compile the backbone in place (state-dict keys unchanged); pays a compile on start.
+    fast.COMPILE_BACKBONE = False
+    # torch.compile mode: "default", "reduce-overhead" (CUDA graphs), "max-autotune" or
+    # "max-autotune-no-cudagraphs".
+    fast.COMPILE_MODE = "default"
+    # Compile for symbolic input sizes (one compile for multi-scale training and all sizes).
+    fast.COMPILE_DYNAMIC = True
+    # Autocast dtype of inference (predictor, evaluation): "float32", "bfloat16", "float16"
+    # (GPUs) or "auto" (bfloat16 on CPUs that run it natively, float32 elsewhere; faster on
+    # such CPUs, but AP50 moves by a box or two either way, so not the default).
+    fast.INFERENCE_DTYPE = "float32"
 
-    # Training data loader: keep workers alive between epochs / pin host memory for H2D copies.
+    # Keep the data loader workers alive between epochs.
     cfg.DATALOADER.PERSISTENT_WORKERS = False
+    # Pinned host memory; on a GPU, batches (training and evaluation) are moved to the device by
+    # non-blocking copies as they leave the loader.
     cfg.DATALOADER.PIN_MEMORY = False
     return cfg
 

@@ -84,14 +84,14 @@ def main(argv=None) -> int:
 
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.data.register import register_all
-    from fracture_d2.engine.benchmark import (
+    from fracture_d2.speedbench.data import synthetic_benchmark_data
+    from fracture_d2.speedbench.inference import accuracy, benchmark_inference
+    from fracture_d2.speedbench.measure import compile_counters
+    from fracture_d2.speedbench.training import (
         benchmark_grad_clip,
         benchmark_loader,
         benchmark_training,
-        compile_counters,
     )
-    from fracture_d2.engine.synthetic_bench import synthetic_benchmark_data
-    from fracture_d2.inference.benchmark import accuracy, benchmark_inference
 
     tmp = tempfile.TemporaryDirectory()
     cfg = get_fracture_cfg()

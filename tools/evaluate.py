@@ -90,6 +90,10 @@ def main(argv=None) -> int:
     )
     try:
         opts.check()
+        if a.dataset:
+            from fracture_d2.data import register_all
+
+            register_all()
         metrics, paths = evaluate_files(
             a.dataset, a.predictions, a.out, a.image_table, opts, a.config_name
         )

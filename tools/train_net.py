@@ -13,11 +13,14 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from fracture_d2.config import get_fracture_cfg
+from fracture_d2.data import register_all
 from fracture_d2.engine import Trainer
 
 
 def setup(args):
-    """Build the frozen config from ``--config-file`` and trailing ``KEY VALUE`` pairs."""
+    """Register the datasets under ``$DETECTRON2_DATASETS`` and build the frozen config from
+    ``--config-file`` and trailing ``KEY VALUE`` pairs."""
+    register_all()
     cfg = get_fracture_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)

@@ -95,6 +95,10 @@ def main(argv=None) -> int:
     from fracture_d2.visualization import VisualizeOptions, visualize
 
     t0 = time.time()
+    if a.dataset:
+        from fracture_d2.data import register_all
+
+        register_all()
     predictor = None
     info = [("command", shlex.join(["tools/visualize.py", *(argv or sys.argv[1:])]))]
     if a.config_file and a.heatmaps > 0:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
-from detectron2.engine import DefaultTrainer, hooks
-from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+from detectron2.utils.logger import setup_logger
 
-import fracture_d2.data  # noqa: F401  (registers the datasets)
+from fracture_d2 import fast
 from fracture_d2.data.mapper import RadiographMapper
 from fracture_d2.data.samplers import NegativeCapTrainingSampler
 from fracture_d2.evaluation.evaluator import (
@@ -24,7 +27,6 @@ from fracture_d2.evaluation.evaluator import (
 )
 
 from .checkpoint import UntaggedCheckpointer, make_atomic
-from .grad_clip import with_fused_clipping
 from .hooks import (
     BestModelCheckpointer,
     EarlyStop,
@@ -32,38 +34,20 @@ from .hooks import (
     ValidationLoss,
     WriteAfterEval,
 )
-from .speed import (
-    DeviceBatches,
-    amp_dtype,
-    apply_backend_flags,
-    apply_speed_switches,
-    inference_autocast,
-)
-from .static_inference import with_static_inference
 
 logger = logging.getLogger("fracture_d2")
-
-_d2_create_ddp_model = d2_defaults.create_ddp_model
-
-
-def create_ddp_model(model, **kwargs):
-    """Detectron2's ``create_ddp_model``, also for CPU processes (gloo).
-
-    Detectron2 always passes ``device_ids=[local_rank]``, which DDP rejects for a CPU module;
-    for CPU models this passes ``device_ids=None``. ``DefaultTrainer.__init__`` looks the
-    function up in ``detectron2.engine.defaults``, so it is replaced there (CUDA unchanged).
-    """
-    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
-        kwargs.setdefault("device_ids", None)
-    return _d2_create_ddp_model(model, **kwargs)
-
-
-d2_defaults.create_ddp_model = create_ddp_model
-
 
 def val_dataset(cfg) -> str:
     """The dataset used for validation loss: ``FRACTURE.VAL_DATASET`` or ``DATASETS.TEST[0]``."""
     return cfg.FRACTURE.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+
+
+def _on_device(loader, cfg):
+    """``loader``, its batches moved to the GPU by non-blocking copies with
+    ``DATALOADER.PIN_MEMORY`` on a CUDA device (the model then finds them in place)."""
+    if cfg.DATALOADER.PIN_MEMORY and cfg.MODEL.DEVICE.startswith("cuda"):
+        return fast.DeviceBatches(loader, cfg.MODEL.DEVICE)
+    return loader
 
 
 class _DroppedBoxCounter:
@@ -101,47 +85,62 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        apply_backend_flags(cfg)
+        # DefaultTrainer.__init__, but with the model wrapped for DDP without device ids on
+        # CPU processes (gloo): Detectron2 always passes device_ids=[local_rank], which DDP
+        # rejects for a CPU module.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        fast.apply_backend_flags(cfg)
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError(
                 "SOLVER.AMP.ENABLED needs a CUDA device (Detectron2's AMPTrainer); "
                 f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r}"
             )
-        super().__init__(cfg)
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        cpu = not cfg.MODEL.DEVICE.startswith("cuda")
+        ddp_kwargs = {"device_ids": None} if cpu else {}
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
         if cfg.SOLVER.AMP.ENABLED:
-            self._trainer.precision = amp_dtype(cfg)
+            self._trainer.precision = fast.amp_dtype(cfg)
             if self._trainer.precision == torch.bfloat16:
                 # bf16 has float32's range: no loss scaling, and so no host-device sync per
                 # step for the scaler's inf check (states of either kind load into the other)
                 self._trainer.grad_scaler = torch.amp.GradScaler("cuda", enabled=False)
         self._trainer.gather_metric_period = max(1, cfg.FRACTURE.FAST.METRICS_PERIOD)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_model(cls, cfg):
-        return apply_speed_switches(super().build_model(cfg), cfg)
+        return fast.prepare_model(super().build_model(cfg), cfg)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         """Detectron2's optimizer; its per-parameter gradient clipping (``SOLVER.CLIP_GRADIENTS``)
         done for all parameters at once with ``FRACTURE.FAST.FUSED_GRAD_CLIP`` (the same
-        gradients: :mod:`.grad_clip`)."""
-        clip = cfg.SOLVER.CLIP_GRADIENTS
-        if not (cfg.FRACTURE.FAST.FUSED_GRAD_CLIP and clip.ENABLED):
-            return super().build_optimizer(cfg, model)
-        plain = cfg.clone()
-        plain.defrost()
-        plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
-        optimizer = super().build_optimizer(plain, model)
-        return with_fused_clipping(optimizer, clip.CLIP_TYPE, clip.CLIP_VALUE, clip.NORM_TYPE)
+        gradients: :mod:`fracture_d2.fast.grad_clip`)."""
+        if cfg.FRACTURE.FAST.FUSED_GRAD_CLIP and cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
+            return fast.build_optimizer(cfg, model)
+        return super().build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):
         """The radiograph loader (see the class doc); with ``DATALOADER.PIN_MEMORY`` on a GPU its
-        batches reach the device through non-blocking copies (:class:`~.speed.DeviceBatches`)."""
-        loader = cls._radiograph_loader(cfg)
-        if cfg.DATALOADER.PIN_MEMORY and cfg.MODEL.DEVICE.startswith("cuda"):
-            return DeviceBatches(loader, cfg.MODEL.DEVICE)
-        return loader
+        batches reach the device through non-blocking copies (:class:`fast.DeviceBatches`)."""
+        return _on_device(cls._radiograph_loader(cfg), cfg)
 
     @classmethod
     def _radiograph_loader(cls, cfg):
@@ -175,23 +174,22 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         from detectron2.data import build_detection_test_loader
 
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=RadiographMapper(cfg, is_train=False)
-        )
+        mapper = RadiographMapper(cfg, is_train=False)
+        return _on_device(build_detection_test_loader(cfg, dataset_name, mapper=mapper), cfg)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """Evaluate like ``DefaultTrainer.test``, under ``FRACTURE.FAST.INFERENCE_DTYPE`` and,
         with ``FRACTURE.FAST.STATIC_INFERENCE``, through the static-shape inference path."""
-        with inference_autocast(cfg):
-            return super().test(cfg, with_static_inference(model, cfg), evaluators)
+        with fast.inference_autocast(cfg):
+            return super().test(cfg, fast.inference_model(model, cfg), evaluators)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         coco = AnnotatedCOCOEvaluator(
             dataset_name,
-            tasks=tuple(cfg.FRACTURE.EVAL_TASKS),
+            tasks=("bbox",),
             output_dir=output_folder,
             use_fast_impl=False,
         )

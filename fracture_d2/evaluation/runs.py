@@ -50,8 +50,6 @@ def resolve_dataset(name: str) -> tuple[str, str | None]:
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    import fracture_d2.data  # noqa: F401  (registers $DETECTRON2_DATASETS)
-
     from .evaluator import image_table_of
 
     if name not in DatasetCatalog.list():

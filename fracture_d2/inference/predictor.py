@@ -16,11 +16,11 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
+from fracture_d2 import fast
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.image_io import to_model_format
 from fracture_d2.data.mapper import RadiographMapper
-from fracture_d2.engine.speed import apply_speed_switches, inference_autocast
-from fracture_d2.engine.static_inference import with_static_inference
+from fracture_d2.fast.device import batch_to_device
 
 
 def load_cfg(config_file: str, opts=()):
@@ -56,13 +56,15 @@ class BatchPredictor:
     def __init__(self, cfg):
         self.cfg = cfg
         # FRACTURE.FAST switches (channels-last, compiled backbone) as in training/evaluation
-        self.model = apply_speed_switches(build_model(cfg), cfg)
+        self.model = fast.prepare_model(build_model(cfg), cfg)
         self.model.eval()
         DetectionCheckpointer(self.model).load(check_weights(cfg))
         mapper = RadiographMapper(cfg, is_train=False)
         self._resize, self._format = mapper.resize, mapper.image_format
         # FRACTURE.FAST.STATIC_INFERENCE: the model, or its static-shape inference wrapper
-        self._infer = with_static_inference(self.model, cfg)
+        self._infer = fast.inference_model(self.model, cfg)
+        # DATALOADER.PIN_MEMORY on a GPU: inputs copied without the host waiting for the GPU
+        self._async_copies = cfg.DATALOADER.PIN_MEMORY and cfg.MODEL.DEVICE.startswith("cuda")
 
     def preprocess(self, gray: np.ndarray) -> dict:
         """One model input dict (``image`` CxHxW, original ``height``/``width``)."""
@@ -80,7 +82,9 @@ class BatchPredictor:
         if not grays:
             return []
         inputs = [self.preprocess(g) for g in grays]
-        with inference_autocast(self.cfg):
+        if self._async_copies:
+            inputs = batch_to_device(inputs, self.cfg.MODEL.DEVICE)
+        with fast.inference_autocast(self.cfg):
             outputs = self._infer(inputs)
         results = []
         for o in outputs:

@@ -134,8 +134,6 @@ def dataset_results(dataset: str) -> list[ImageResult]:
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.structures import BoxMode
 
-    import fracture_d2.data  # noqa: F401  (registers the datasets)
-
     dicts = DatasetCatalog.get(dataset)
     meta = {}
     json_file = MetadataCatalog.get(dataset).get("json_file", "")

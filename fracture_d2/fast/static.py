@@ -1,4 +1,5 @@
-"""Faster R-CNN FPN inference with static shapes, no host wait (``FAST.STATIC_INFERENCE``).
+"""Faster R-CNN FPN inference with static shapes and no host wait
+(``FRACTURE.FAST.STATIC_INFERENCE``).
 
 Detectron2's inference keeps a variable number of boxes at every step (proposals after NMS,
 boxes per pyramid level in the pooler, detections above the score threshold), so each step
@@ -12,7 +13,7 @@ Detectron2 drops rows:
 - box pooling: every RoI pooled at every pyramid level and each one's own level selected (the
   same values as Detectron2's per-level pooling, four times the RoIAlign work);
 - detections: the score threshold, the per-class NMS and the top ``DETECTIONS_PER_IMAGE`` as
-  masks and a top-k (:func:`.batched_heads.detections_padded`).
+  masks and a top-k (:func:`.detections.detections_padded`).
 
 So one host wait per batch remains (to read the results), and for a fixed input size the whole
 forward can be compiled and replayed as one CUDA graph (``COMPILE_BACKBONE`` + ``COMPILE_MODE
@@ -34,10 +35,11 @@ from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, ImageList, Instances
 
-from .batched_heads import detections_padded, pooler_levels
-from .batched_rpn import rpn_candidates, top_kept_proposals
-from .box_transform import vectorize_box_transforms
-from .sync_free import device_to_host
+from .box_transform import decode
+from .detections import detections_padded
+from .device import device_to_host
+from .pooler import pooler_levels
+from .proposals import rpn_candidates, top_kept_proposals
 
 logger = logging.getLogger("fracture_d2")
 
@@ -93,7 +95,6 @@ class StaticRCNN(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, nms_rounds: int = 12):
         super().__init__()
         check_static_model(model)
-        vectorize_box_transforms(model)  # the same boxes in fewer operations
         self.model = model
         self.nms_rounds = nms_rounds
 
@@ -122,7 +123,7 @@ class StaticRCNN(torch.nn.Module):
         class_logits, proposal_deltas = predictor(roi.box_head(pooled))
         n_img, per_image = proposals.shape[:2]
         probs = F.softmax(class_logits, dim=-1).view(n_img, per_image, -1)
-        pred = predictor.box2box_transform.apply_deltas(proposal_deltas, proposals.reshape(-1, 4))
+        pred = decode(predictor.box2box_transform, proposal_deltas, proposals.reshape(-1, 4))
         det_boxes, det_scores, det_classes, _, det_valid, det_converged = detections_padded(
             pred.view(n_img, per_image, -1),
             probs,
@@ -192,7 +193,7 @@ class StaticInferenceModel(torch.nn.Module):
         return static_predict(self.model, self._static[0], batched_inputs, self.pad)
 
 
-def with_static_inference(model, cfg):
+def inference_model(model, cfg):
     """``model`` for inference under ``FRACTURE.FAST.STATIC_INFERENCE``: a :class:`
     StaticInferenceModel` kept on the model (so compiled graphs are reused across evaluations),
     or ``model`` itself when the switch is off. A DistributedDataParallel wrapper is looked

@@ -1,76 +1,21 @@
-"""Training-time label assignment without host-device synchronisations.
+"""Whole-batch building blocks of the batched heads: per-image tensors padded into one, IoU,
+matching and sampling for every image at once, without host-device synchronisations.
 
 Detectron2 assigns and samples labels image by image, and several steps of it wait for the GPU:
 boolean-mask assignments (``labels[mask] = v`` runs ``nonzero``), the ``assert torch.all(...)``
 of :class:`~detectron2.modeling.matcher.Matcher`, and the ``nonzero`` + ``randperm`` of
-:func:`~detectron2.modeling.sampling.subsample_labels`. On a GPU each one drains the queue; at
-batch 16 that is a couple of hundred waits per step (``tools/benchmark.py --profile``).
-
-:func:`make_sync_free` swaps, on one model instance (nothing global, so a stock model in the
-same process is untouched):
-
-- both matchers for :class:`SyncFreeMatcher`: the same matches and labels, bit for bit
-  (``masked_fill`` instead of mask assignment; the input check runs on the device);
-- the ROI heads' proposal sampling for one with ``masked_fill`` label edits (same results and
-  the same random draws);
-- the RPN's anchor sampling for :func:`sample_mask`: a uniformly random subset of the same sizes
-  chosen with a device-side rank instead of ``nonzero`` + ``randperm`` (the same distribution,
-  other random draws).
-
-Switched on by ``FRACTURE.FAST.SYNC_FREE_SAMPLING``. The padded, whole-batch building blocks
-(:func:`pad_boxes`, :func:`pairwise_iou_batched`, :func:`match_batched`, :func:`sample_mask` on
-a batch of label rows) serve :mod:`.batched_heads` (``FRACTURE.FAST.BATCHED_HEADS``).
+:func:`~detectron2.modeling.sampling.subsample_labels`. The functions here give the same
+matches and labels (bit for bit) and samples of the same sizes, each a uniformly random subset
+(other random draws than Detectron2's), for a padded batch.
 """
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import torch
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.sampling import subsample_labels
 
-
-class SyncFreeMatcher(Matcher):
-    """:class:`Matcher` with the same outputs and no host-device synchronisation."""
-
-    @classmethod
-    def like(cls, matcher: Matcher) -> SyncFreeMatcher:
-        new = cls.__new__(cls)
-        new.__dict__.update(matcher.__dict__)
-        return new
-
-    def __call__(self, match_quality_matrix: torch.Tensor):
-        q = match_quality_matrix
-        assert q.dim() == 2
-        if q.numel() == 0:  # shapes are known on the host: no sync
-            return super().__call__(q)
-        if q.device.type != "cpu":  # a GPU: checked there, no wait
-            torch._assert_async(torch.all(q >= 0))
-        else:
-            assert torch.all(q >= 0)
-        every_row = torch.ones(1, q.shape[0], dtype=torch.bool, device=q.device)
-        matches, match_labels = match_batched(self, q[None], every_row)
-        return matches[0], match_labels[0]
-
-
-def host_to_device(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    """A small host list (or CPU tensor) as a device tensor through pinned memory, so the copy
-    does not wait for the GPU's queue (a plain ``torch.tensor(..., device="cuda")`` does)."""
-    from .speed import to_device_async
-
-    return to_device_async(torch.as_tensor(values, dtype=dtype), device)
-
-
-def device_to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """Several device tensors on the host in one copy (one host wait instead of one each),
-    back in their shapes and dtypes. They travel as float32, so integers must stay below 2**24
-    (counts, indices, classes) and floating-point values must fit float32 exactly (float32,
-    bfloat16, float16)."""
-    packed = torch.cat([t.reshape(-1).float() for t in tensors]).cpu()
-    parts = packed.split([t.numel() for t in tensors])
-    return [p.view(t.shape).to(t.dtype) for p, t in zip(parts, tensors, strict=True)]
+from .device import host_to_device
 
 
 def pad_rows(rows: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,42 +109,8 @@ def sample_mask(
     return _random_k(pos, num_pos, max_pos), _random_k(neg, num_neg, num_samples)
 
 
-def rpn_subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
-    """RPN._subsample_labels through :func:`sample_mask` (one label vector or a batch of them):
-    -1 except the sampled 1s and 0s."""
-    pos, neg = sample_mask(label, self.batch_size_per_image, self.positive_fraction, 0)
-    return label.fill_(-1).masked_fill_(pos, 1).masked_fill_(neg, 0)  # in place, as Detectron2's
-
-
 def roi_classes(matched_classes, match_labels, num_classes: int) -> torch.Tensor:
     """The ROI heads' training classes: the matched ground truth's class, background
     (``num_classes``) below the IoU threshold, -1 (ignored) where the matcher says so."""
     matched_classes = matched_classes.masked_fill(match_labels == 0, num_classes)
     return matched_classes.masked_fill(match_labels == -1, -1)
-
-
-def _roi_sample_proposals(self, matched_idxs, matched_labels, gt_classes):
-    """ROIHeads._sample_proposals with ``masked_fill`` label edits (same results, same draws)."""
-    if gt_classes.numel() > 0:
-        gt_classes = roi_classes(gt_classes[matched_idxs], matched_labels, self.num_classes)
-    else:
-        gt_classes = torch.zeros_like(matched_idxs) + self.num_classes
-    fg, bg = subsample_labels(
-        gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
-    )
-    sampled_idxs = torch.cat([fg, bg], dim=0)
-    return sampled_idxs, gt_classes[sampled_idxs]
-
-
-def make_sync_free(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap the label assignment of ``model``'s RPN and ROI heads in place (see the module
-    doc); parts a model does not have are left alone. Returns ``model``."""
-    rpn = getattr(model, "proposal_generator", None)
-    if rpn is not None and isinstance(getattr(rpn, "anchor_matcher", None), Matcher):
-        rpn.anchor_matcher = SyncFreeMatcher.like(rpn.anchor_matcher)
-        rpn._subsample_labels = types.MethodType(rpn_subsample_labels, rpn)
-    roi = getattr(model, "roi_heads", None)
-    if roi is not None and isinstance(getattr(roi, "proposal_matcher", None), Matcher):
-        roi.proposal_matcher = SyncFreeMatcher.like(roi.proposal_matcher)
-        roi._sample_proposals = types.MethodType(_roi_sample_proposals, roi)
-    return model

@@ -5,7 +5,7 @@ nothing. A batch converges when all its image-level groups have, so pick the rou
 the first check (``FIRST_ROUNDS``, ``FRACTURE.FAST.NMS_ROUNDS``) from the upper tail.
 
 Examples:
-    python tools/nms_rounds.py \\
+    python tools/dev/nms_rounds.py \\
         --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml \\
         --dataset mura_synthetic_test_all --images 20 --pre-nms-topk 1000 2000 \\
         MODEL.WEIGHTS output/demo/model_final.pth
@@ -44,8 +44,8 @@ def parse_args(argv=None):
 @torch.inference_mode()
 def rounds_histograms(predictor, grays: list, topks: list[int]) -> dict:
     """{pre-NMS top-k: Counter(rounds -> image-level groups)} of ``predictor``'s model."""
-    from fracture_d2.engine.batched_rpn import level_groups, rpn_candidates
-    from fracture_d2.engine.matrix_nms import rounds_needed
+    from fracture_d2.fast.proposals import level_groups, rpn_candidates
+    from fracture_d2.fast.matrix_nms import rounds_needed
 
     model = predictor.model
     rpn = model.proposal_generator

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the README's speed table (markdown) from ``tools/benchmark.py`` JSON files.
 
-python tools/benchmark_table.py output/benchmark/*.json
+python tools/dev/benchmark_table.py output/benchmark/*.json
 """
 
 import argparse
@@ -26,8 +26,6 @@ def setting(r: dict) -> str:
     if pairs.get("FRACTURE.FAST.COMPILE_BACKBONE") == "True":
         mode = pairs.get("FRACTURE.FAST.COMPILE_MODE", "default")
         bits.append("compiled backbone" + ("" if mode == "default" else f" ({mode})"))
-    if pairs.get("FRACTURE.FAST.SYNC_FREE_SAMPLING") == "True":
-        bits.append("sync-free sampling")
     if pairs.get("FRACTURE.FAST.BATCHED_HEADS") == "True":
         bits.append("batched heads")
     if pairs.get("FRACTURE.FAST.MATRIX_NMS") == "True":

@@ -1,93 +1,19 @@
-"""The RPN's training targets, losses and proposal selection for the whole batch at once (the
-RPN half of :mod:`.batched_heads`, ``FRACTURE.FAST.BATCHED_HEADS``)."""
+"""The RPN's proposal selection for the whole batch at once: candidates (each level's top-k
+anchors decoded, clipped and filtered for all images together), then the NMS per image and
+level (torchvision's, one call per image) or for every image and level at once
+(:mod:`.matrix_nms`); and the same with fixed shapes for the static inference path."""
 
 from __future__ import annotations
 
-import types
-
 import torch
-import torch.nn.functional as F
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import get_event_storage
-from fvcore.nn import smooth_l1_loss
 
+from .anchors import CachedAnchorGenerator, device_anchors
+from .box_transform import decode
+from .device import host_to_device
 from .matrix_nms import FIRST_ROUNDS, MatrixNMS, nms_keep, nms_keep_rounds
-from .sync_free import (
-    host_to_device,
-    match_batched,
-    pad_boxes,
-    pairwise_iou_batched,
-    rpn_subsample_labels,
-)
-
-
-def log_now(module) -> bool:
-    """Whether this iteration writes metrics (``FRACTURE.FAST.METRICS_PERIOD``)."""
-    return (get_event_storage().iter + 1) % module._metrics_period == 0
-
-
-def masked_smooth_l1(pred, target, mask, beta: float) -> torch.Tensor:
-    """Sum of the smooth-L1 loss over the rows ``mask`` selects, without indexing (which would
-    wait for the device). Unselected targets may be inf (boxes of background anchors are zeros):
-    they are zeroed first, so neither the loss nor its gradient sees them."""
-    target = torch.where(mask[..., None], target, torch.zeros_like(target))
-    return (smooth_l1_loss(pred, target, beta, reduction="none") * mask[..., None]).sum()
-
-
-@torch.no_grad()
-def rpn_label_and_sample_anchors(self, anchors, gt_instances):
-    """RPN.label_and_sample_anchors for the batch: (B, R) int8 labels, (B, R, 4) boxes."""
-    if self.anchor_boundary_thresh >= 0:  # legacy option, off in Detectron2: stock path
-        return RPN.label_and_sample_anchors(self, anchors, gt_instances)
-    anchors = Boxes.cat(anchors).tensor
-    gt, valid = pad_boxes([x.gt_boxes.tensor for x in gt_instances], anchors.device)
-    matches, labels = match_batched(self.anchor_matcher, pairwise_iou_batched(gt, anchors), valid)
-    labels = rpn_subsample_labels(self, labels)
-    if gt.shape[1] == 0:
-        matched = anchors.new_zeros(len(gt_instances), *anchors.shape)
-    else:  # images without ground truth gather padding zeros, as Detectron2's zeros
-        matched = gt.gather(1, matches[..., None].expand(-1, -1, 4))
-    return labels, matched
-
-
-def rpn_losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes):
-    """RPN.losses with masked sums (no boolean indexing, so no host wait)."""
-    if self.box_reg_loss_type != "smooth_l1":
-        return RPN.losses(
-            self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
-        )
-    gt_labels = torch.stack(list(gt_labels)) if isinstance(gt_labels, list) else gt_labels
-    gt_boxes = torch.stack(list(gt_boxes)) if isinstance(gt_boxes, list) else gt_boxes
-    num_images = gt_labels.shape[0]
-    pos, valid = gt_labels == 1, gt_labels >= 0
-    if log_now(self):
-        storage = get_event_storage()
-        counts = torch.stack([pos.sum(), (gt_labels == 0).sum()]).tolist()
-        storage.put_scalar("rpn/num_pos_anchors", counts[0] / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", counts[1] / num_images)
-
-    anchors = Boxes.cat(anchors).tensor
-    deltas = self.box2box_transform.get_deltas(
-        anchors.repeat(num_images, 1), gt_boxes.reshape(-1, 4)
-    ).view(gt_boxes.shape)
-    localization_loss = masked_smooth_l1(
-        cat(pred_anchor_deltas, dim=1), deltas, pos, self.smooth_l1_beta
-    )
-    objectness_loss = F.binary_cross_entropy_with_logits(
-        cat(pred_objectness_logits, dim=1),
-        gt_labels.clamp(min=0).to(torch.float32),
-        weight=valid.to(torch.float32),
-        reduction="sum",
-    )
-    normalizer = self.batch_size_per_image * num_images
-    losses = {
-        "loss_rpn_cls": objectness_loss / normalizer,
-        "loss_rpn_loc": localization_loss / normalizer,
-    }
-    return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
 
 def top_decoded_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, topk: int):
@@ -105,8 +31,10 @@ def top_decoded_proposals(self, anchors, pred_objectness_logits, pred_anchor_del
         picked_deltas.append(deltas_i[batch[:, None], top_idx])
         scores.append(top_scores)
     deltas = cat(picked_deltas, dim=1)
-    boxes = self.box2box_transform.apply_deltas(
-        deltas.reshape(-1, deltas.shape[-1]), cat(picked_anchors, dim=1).reshape(-1, 4)
+    boxes = decode(
+        self.box2box_transform,
+        deltas.reshape(-1, deltas.shape[-1]),
+        cat(picked_anchors, dim=1).reshape(-1, 4),
     )
     return boxes.view(deltas.shape), cat(scores, dim=1), [x.shape[1] for x in scores]
 
@@ -119,10 +47,10 @@ def rpn_candidates(rpn, features: list, hw: torch.Tensor, topk: int):
     level sizes. The anchors are computed, not cached (an instance's cache is not traced by
     ``torch.compile``), on the device (:func:`device_anchors`)."""
     generator = rpn.anchor_generator
-    if type(generator) is DefaultAnchorGenerator:
+    if type(generator) in (DefaultAnchorGenerator, CachedAnchorGenerator):
         anchors = device_anchors(generator, features)
     else:
-        anchors = type(generator).forward(generator, features)
+        anchors = generator(features)
     logits, deltas = rpn.rpn_head(features)
     logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
     box_dim = generator.box_dim
@@ -148,16 +76,13 @@ def select_proposals(
     min_box_size: float,
     training: bool,
     matrix_nms: bool = False,
-    pooler_levels=None,
 ):
     """The rest of ``find_top_rpn_proposals`` for (B, N, 4) candidate boxes and (B, N) scores
     in blocks of ``level_sizes`` per pyramid level: finiteness, clipping and the size filter for
     all images at once. Boxes it drops (non-finite, empty) become zero boxes scored -inf
     instead: they suppress nothing and sort last, so NMS keeps the same boxes, and they are cut
     off the end of each image's result. ``matrix_nms``: the NMS of every image and level at
-    once (:func:`.matrix_nms.nms_keep`) instead of one per image; then ``pooler_levels`` (a
-    :class:`.batched_heads.PoolerLevels`) gets the proposals' boxes per pooler level in the copy
-    that brings their counts."""
+    once (:mod:`.matrix_nms`) instead of one per image."""
     device = boxes.device
     finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(scores)
     hw = host_to_device(image_sizes, device, boxes.dtype)  # (B, 2) as (h, w)
@@ -175,7 +100,6 @@ def select_proposals(
             nms_thresh,
             post_nms_topk,
             all_finite,
-            pooler_levels,
         )
     dropped, _ = read_counts((~keep).sum(dim=1), all_finite)
     levels = cat(
@@ -272,21 +196,12 @@ def top_kept_proposals(
 
 
 def _top_after_matrix_nms(
-    boxes,
-    scores,
-    valid,
-    level_sizes,
-    image_sizes,
-    nms_thresh,
-    post_topk,
-    all_finite=None,
-    pooler_levels=None,
+    boxes, scores, valid, level_sizes, image_sizes, nms_thresh, post_topk, all_finite=None
 ):
     """The end of :func:`select_proposals` with one NMS over all images and levels: the NMS's
-    convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite``, the
-    proposal counts (and with ``pooler_levels`` the proposals per pooler level) read in one
-    host wait; more rounds (and waits) only where the NMS had not converged."""
-    n_img = len(image_sizes)
+    convergence flag after :data:`FIRST_ROUNDS` rounds, the divergence flag ``all_finite`` and
+    the proposal counts read in one host wait; more rounds (and waits) only where the NMS had
+    not converged."""
     gb, gs, gv = level_groups(boxes, scores, valid, level_sizes)
     nms = MatrixNMS(gb.flatten(0, 1), gs.flatten(0, 1), gv.flatten(0, 1), nms_thresh)
     converged = nms.rounds(FIRST_ROUNDS)
@@ -294,98 +209,13 @@ def _top_after_matrix_nms(
         if last:  # a longer chain of suppressions: finish, then read again
             nms.finish()
         boxes, scores, valid = _top_of_kept(gb, gs, nms.mask(), post_topk)
-        counts = valid.sum(dim=1)
-        if pooler_levels is not None:
-            levels, per_level = pooler_levels.count(boxes, valid)
-            counts = torch.cat([counts, per_level])
-        counts, converged = read_counts(counts, all_finite, None if last else converged)
+        counts, converged = read_counts(valid.sum(dim=1), all_finite, None if last else converged)
         if converged:
             break
-    counts, level_counts = counts[:n_img], counts[n_img:]
     results = []
     for n, image_size in enumerate(image_sizes):
         res = Instances(image_size)
         res.proposal_boxes = Boxes(boxes[n, : counts[n]])
         res.objectness_logits = scores[n, : counts[n]]
         results.append(res)
-    if pooler_levels is not None:
-        levels = levels.view(n_img, -1)
-        kept_levels = torch.cat([levels[n, : counts[n]] for n in range(n_img)])
-        pooler_levels.leave(results, kept_levels, level_counts)
     return results
-
-
-def rpn_predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
-    """RPN.predict_proposals: :func:`top_decoded_proposals`, then :func:`select_proposals`."""
-    with torch.no_grad():
-        boxes, scores, level_sizes = top_decoded_proposals(
-            self,
-            anchors,
-            pred_objectness_logits,
-            pred_anchor_deltas,
-            self.pre_nms_topk[self.training],
-        )
-        return select_proposals(
-            boxes,
-            scores,
-            level_sizes,
-            image_sizes,
-            self.nms_thresh,
-            self.post_nms_topk[self.training],
-            self.min_box_size,
-            self.training,
-            getattr(self, "_matrix_nms", False),
-            None if self.training else getattr(self, "_pooler_levels", None),
-        )
-
-
-def device_anchors(generator: DefaultAnchorGenerator, features: list) -> list[Boxes]:
-    """``DefaultAnchorGenerator.forward`` with each level's grid made on the features' device:
-    Detectron2 makes the grid offsets with ``torch.arange`` on the CPU and copies them over, two
-    blocking copies per level, each a wait for the GPU (10 per batch with FPN's five levels).
-    The same values (integer multiples of the stride, plus ``offset`` x stride: exact in
-    float32 on any device)."""
-    anchors = []
-    cell_anchors = [b for _, b in generator.cell_anchors.named_buffers()]
-    for feature, stride, base in zip(features, generator.strides, cell_anchors, strict=True):
-        h, w = feature.shape[-2:]
-        start = generator.offset * stride
-        xs = torch.arange(start, w * stride, step=stride, dtype=torch.float32, device=base.device)
-        ys = torch.arange(start, h * stride, step=stride, dtype=torch.float32, device=base.device)
-        shift_y, shift_x = torch.meshgrid(ys, xs, indexing="ij")
-        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
-        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
-        anchors.append(Boxes((shifts.view(-1, 1, 4) + base.view(1, -1, 4)).reshape(-1, 4)))
-    return anchors
-
-
-ANCHOR_CACHE_SIZE = 32  # distinct feature-map sizes remembered (multi-scale training: a few)
-
-
-def cached_anchors(self, features):
-    """``DefaultAnchorGenerator.forward`` (as :func:`device_anchors`) remembered per feature-map
-    sizes and device: the anchors depend on nothing else, and rebuilding them costs ~50 small
-    operations per batch (a GPU kernel launch each)."""
-    key = (
-        tuple(tuple(f.shape[-2:]) for f in features),
-        features[0].device,
-        torch.is_inference_mode_enabled(),  # inference tensors must not reach training
-    )
-    cache = self.__dict__.setdefault("_anchor_cache", {})
-    if key not in cache:
-        if len(cache) >= ANCHOR_CACHE_SIZE:
-            cache.pop(next(iter(cache)))
-        cache[key] = device_anchors(self, features)
-    return cache[key]
-
-
-def batch_rpn_inference(rpn: RPN, matrix_nms: bool | None = None) -> None:
-    """Swap ``rpn``'s proposal selection for :func:`rpn_predict_proposals` and its anchor
-    generator's forward for :func:`cached_anchors` (a plain DefaultAnchorGenerator only);
-    ``matrix_nms``: set whether the NMS is :mod:`.matrix_nms` (None: leave it)."""
-    rpn.predict_proposals = types.MethodType(rpn_predict_proposals, rpn)
-    if matrix_nms is not None:
-        rpn._matrix_nms = matrix_nms
-    generator = rpn.anchor_generator
-    if type(generator) is DefaultAnchorGenerator:
-        generator.forward = types.MethodType(cached_anchors, generator)

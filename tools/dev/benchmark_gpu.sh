@@ -2,8 +2,8 @@
 # The GPU speed runs of tools/benchmark.py (stock Detectron2 vs the project, same process),
 # one after another, each under its own time limit, then the markdown table.
 #
-#   bash tools/benchmark_gpu.sh                        # results in output/benchmark/gpu/
-#   WHEELS=wheelhouse/py3.12 OUT=/tmp/b bash tools/benchmark_gpu.sh   # air-gapped machine
+#   bash tools/dev/benchmark_gpu.sh                        # results in output/benchmark/gpu/
+#   WHEELS=wheelhouse/py3.12 OUT=/tmp/b bash tools/dev/benchmark_gpu.sh   # air-gapped machine
 #
 # WHEELS: a folder of wheels (`make wheelhouse PYV=...`) installed with --no-deps into a temp
 # target first, for a machine whose Python already has torch but not detectron2 & co.
@@ -13,7 +13,7 @@
 # with STATIC_INFERENCE; graphs512 = that compiled whole in CUDA-graph mode (COMPILE_BACKBONE,
 # COMPILE_MODE reduce-overhead), inputs padded to one 1024 x 1024 size (STATIC_PAD 1024: one
 # graph; batch 1 only, so one compile); batched512 = fp32 with BATCHED_HEADS; fracture512 = that with
-# fracture-sized training proposals in both legs; syncfree512 = fp32 with SYNC_FREE_SAMPLING;
+# fracture-sized training proposals in both legs;
 # compile512 = matrix512's training with the backbone compiled (COMPILE_DYNAMIC: one compile);
 # graphstrain512 = that in CUDA-graph mode (reduce-overhead) at one training scale, short and
 # long side <= 512 in both legs (few padded shapes: one graph each), logging skipped graphs;
@@ -26,7 +26,7 @@
 # R50-FPN with BatchNorm from random init (speed does not depend on the weights), batch 16,
 # synthetic MURA-sized images (longest side 512).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-output/benchmark/gpu}
 RUNS=${RUNS:-matrix512 static512 graphs512 loader512 batched512 amp512 fp32_512 amp800 compile512}
@@ -78,8 +78,6 @@ for run in $RUNS; do
       FRACTURE.FAST.MATRIX_NMS True FRACTURE.FAST.COMPILE_BACKBONE True \
       FRACTURE.FAST.COMPILE_MODE reduce-overhead "INPUT.MIN_SIZE_TRAIN" "(512,)" \
       INPUT.MAX_SIZE_TRAIN 512 ;;
-    syncfree512) bench syncfree512 130 --skip-infer --rounds 2 --train-iters 15 --profile 2 \
-      "${OPTS[@]}" FRACTURE.FAST.SYNC_FREE_SAMPLING True ;;
     matrix512) bench matrix512 190 --rounds 2 --profile 2 "${OPTS[@]}" \
       FRACTURE.FAST.BATCHED_HEADS True FRACTURE.FAST.MATRIX_NMS True ;;
     batched512) bench batched512 150 --skip-infer --rounds 2 --profile 2 "${OPTS[@]}" \
@@ -103,4 +101,4 @@ for run in $RUNS; do
 done
 shopt -s nullglob
 jsons=("$OUT"/*.json)
-((${#jsons[@]})) && "$PY" tools/benchmark_table.py "${jsons[@]}"
+((${#jsons[@]})) && "$PY" tools/dev/benchmark_table.py "${jsons[@]}"

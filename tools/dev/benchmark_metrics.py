@@ -7,7 +7,7 @@ report, best and median of --repeat runs. --compare-pycocotools also times pycoc
 COCOeval on the same detections (overall AP only) and checks that the numbers agree.
 
 Example:
-    python tools/benchmark_metrics.py --cores 2 --repeat 3 --compare-pycocotools
+    python tools/dev/benchmark_metrics.py --cores 2 --repeat 3 --compare-pycocotools
 """
 
 import argparse

@@ -9,8 +9,8 @@ do, in a fresh process pinned to --cores CPUs, and reads its peak RSS from the k
 (default: 60 s, 1 GB).
 
 Example:
-    python datasets/benchmark_prepare_mura.py                 # cache in $TMPDIR
-    python datasets/benchmark_prepare_mura.py --cache /data/mura_full --max-side 512
+    python tools/dev/benchmark_prepare_mura.py                 # cache in $TMPDIR
+    python tools/dev/benchmark_prepare_mura.py --cache /data/mura_full --max-side 512
 """
 
 import argparse
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BOX_FRACTION = 0.7  # a partial annotation effort: some positive images have no boxes
 
 

@@ -11,16 +11,8 @@ import tempfile
 import numpy as np
 import torch
 
-from fracture_d2.engine.benchmark import (
-    Timing,
-    count_ops,
-    leg_flags,
-    median_latency,
-    peak_gpu_mem,
-    stock_config,
-    sync_counts,
-    time_calls,
-)
+from .legs import leg_flags, stock_config
+from .measure import Timing, count_ops, median_latency, peak_gpu_mem, sync_counts, time_calls
 
 logger = logging.getLogger("fracture_d2.benchmark")
 
