@@ -6,6 +6,8 @@ Every key can be set in YAML or as a trailing ``KEY VALUE`` on the command line.
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+import fracture_d2.modeling  # noqa: F401  (registers the architectures the configs name)
+
 
 def add_fracture_config(cfg: CN) -> CN:
     """Add fracture_d2's keys (with their defaults) to a Detectron2 config, in place."""

@@ -3,7 +3,7 @@
 import torch
 from detectron2.layers import cat
 
-from fracture_d2.engine.batched_rpn import select_proposals
+from fracture_d2.fast.proposals import select_proposals
 
 
 def find_top_proposals(

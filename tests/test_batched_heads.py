@@ -1,28 +1,23 @@
-"""Batched RPN/ROI targets and proposals (fracture_d2.engine.batched_heads) against Detectron2's
+"""The batched heads (fracture_d2.fast: BatchedRPN, BatchedROIHeads) against Detectron2's
 per-image code."""
 
 import copy
 
 import pytest
 import torch
-from detectron2.modeling import build_model
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.poolers import assign_boxes_to_levels
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
+from fast_utils import batched as batched_copy
+from fast_utils import smoke_cfg, stock_model
 from rpn_utils import find_top_proposals
 from sync_utils import HostReads, OpNames
 
-from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.batched_heads import GT_LOGIT, make_batched
-from fracture_d2.engine.sync_free import (
-    match_batched,
-    pad_boxes,
-    pairwise_iou_batched,
-    sample_mask,
-)
+from fracture_d2.fast.padded import match_batched, pad_boxes, pairwise_iou_batched, sample_mask
+from fracture_d2.fast.roi_heads import GT_LOGIT
 
 SIZE = (128, 160)  # (h, w) of every test image
 
@@ -45,11 +40,7 @@ def gt_list(g: torch.Generator, counts=(2, 0, 5, 1)) -> list:
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(0)
-    return build_model(cfg)
+    return stock_model()
 
 
 def test_iou_and_matchers_identical():
@@ -105,7 +96,7 @@ def test_rpn_anchor_labels_match_detectron2(model):
     rpn = model.proposal_generator
     stock = copy.deepcopy(rpn)
     stock._subsample_labels = lambda label: label  # Detectron2's labels before sampling
-    batched = make_batched(copy.deepcopy(model)).proposal_generator
+    batched = batched_copy(model).proposal_generator
     g = torch.Generator().manual_seed(2)
     anchors = [Boxes(random_boxes(g, 3000)), Boxes(random_boxes(g, 800))]
     gts = gt_list(g)
@@ -168,7 +159,7 @@ def test_find_top_proposals_identical():
 
 def test_roi_sampling_matches_detectron2(model):
     roi = model.roi_heads
-    batched = make_batched(copy.deepcopy(model)).roi_heads
+    batched = batched_copy(model).roi_heads
     g = torch.Generator().manual_seed(4)
     gts = gt_list(g)
     proposals, targets = [], []
@@ -217,7 +208,7 @@ def test_roi_sampling_matches_detectron2(model):
     feats = [torch.randn(4, 8, SIZE[0] // s, SIZE[1] // s, generator=g) for s in (4, 8, 16, 32)]
     sampled_boxes = [o.proposal_boxes for o in out]
     ref_pooled = roi.box_pooler(feats, sampled_boxes)
-    assert batched.box_pooler.__dict__.get("_known_levels") is not None
+    assert batched.box_pooler._known_levels is not None
     with HostReads() as reads:
         pooled = batched.box_pooler(feats, sampled_boxes)
     assert reads.count == 0 and torch.equal(pooled, ref_pooled)
@@ -241,7 +232,7 @@ def test_roi_sampling_matches_detectron2(model):
 
 def test_box_losses_match_detectron2(model):
     roi = model.roi_heads
-    batched = make_batched(copy.deepcopy(model)).roi_heads.box_predictor
+    batched = batched_copy(model).roi_heads.box_predictor
     g = torch.Generator().manual_seed(5)
     proposals = []
     for n_gt in (3, 0):
@@ -271,7 +262,7 @@ def test_box_losses_match_detectron2(model):
 
 def test_pooler_identical(model):
     ref = model.roi_heads.box_pooler
-    pooler = make_batched(copy.deepcopy(model)).roi_heads.box_pooler
+    pooler = batched_copy(model).roi_heads.box_pooler
     assert len(ref.level_poolers) > 1
     g = torch.Generator().manual_seed(6)
     feats = [
@@ -300,7 +291,7 @@ def test_pooler_identical(model):
 
 
 def test_batched_model_trains(model):
-    m = make_batched(copy.deepcopy(model), metrics_period=2)
+    m = batched_copy(model, METRICS_PERIOD=2)
     inst = Instances(SIZE)
     inst.gt_boxes = Boxes(torch.tensor([[20.0, 30.0, 60.0, 70.0], [90.0, 10.0, 120.0, 50.0]]))
     inst.gt_classes = torch.zeros(2, dtype=torch.int64)
@@ -321,3 +312,61 @@ def test_batched_model_trains(model):
     with torch.no_grad():
         (pred,) = m([{"image": batch[0]["image"]}])
     assert pred["instances"].pred_boxes.tensor.shape[1] == 4
+
+
+def test_sample_mask_sizes_and_uniformity():
+    g = torch.Generator().manual_seed(1)
+    for n, p_pos in [(1000, 0.01), (1000, 0.5), (300, 0.9), (40, 0.1)]:
+        labels = torch.full((n,), -1, dtype=torch.int8)
+        u = torch.rand(n, generator=g)
+        labels[u < 0.6] = 0
+        labels[u < p_pos] = 1
+        pos_idx, neg_idx = subsample_labels(labels, 256, 0.5, 0)
+        torch.manual_seed(2)
+        pos, neg = sample_mask(labels, 256, 0.5, 0)
+        assert int(pos.sum()) == pos_idx.numel() and int(neg.sum()) == neg_idx.numel()
+        assert bool((labels[pos] == 1).all()) and bool((labels[neg] == 0).all())
+    # each of 100 positives is drawn with probability 0.3 (30 of 100 per draw)
+    labels = torch.tensor([1] * 100 + [0] * 500, dtype=torch.int8)
+    counts = torch.zeros(100)
+    torch.manual_seed(3)
+    for _ in range(2000):
+        pos, _neg = sample_mask(labels, 60, 0.5, 0)
+        counts += pos[:100].float()
+    assert counts.sum() == 2000 * 30
+    freq = counts / 2000  # binomial sd ~0.01 per entry
+    assert float((freq - 0.3).abs().max()) < 0.05
+
+
+def test_switches_off_give_detectron2s_model_exactly(model):
+    """With both switches off the batched heads are Detectron2's: the same losses in training
+    (same random draws) and the same detections; the switches' auto default follows the
+    device policy (CPU: batched in both modes, matrix NMS in inference)."""
+    from fracture_d2.fast.policy import switch_on
+
+    off = batched_copy(model, BATCHED_HEADS=False, MATRIX_NMS=False)
+    inst = Instances(SIZE)
+    inst.gt_boxes = Boxes(torch.tensor([[20.0, 30.0, 60.0, 70.0]]))
+    inst.gt_classes = torch.zeros(1, dtype=torch.int64)
+    batch = [{"image": torch.rand(3, *SIZE) * 255, "instances": inst}]
+    ref_model = copy.deepcopy(model).train()
+    off.train()
+    with EventStorage(0):
+        torch.manual_seed(5)
+        ref = ref_model(batch)
+        torch.manual_seed(5)
+        out = off(batch)
+    assert ref.keys() == out.keys() and all(torch.equal(ref[k], out[k]) for k in ref)
+    ref_model.eval(), off.eval()
+    with torch.no_grad():
+        a, b = ref_model(batch)[0]["instances"], off(batch)[0]["instances"]
+    assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor) and torch.equal(a.scores, b.scores)
+    assert switch_on("BATCHED_HEADS", None, "cpu", True) and switch_on(
+        "MATRIX_NMS", None, "cpu", False
+    )
+    assert not switch_on("MATRIX_NMS", None, "cpu", True)  # measured slower in CPU training
+    assert not switch_on("BATCHED_HEADS", None, "cuda:0", True)  # not measured on a GPU yet
+    assert switch_on("BATCHED_HEADS", True, "cuda", False) and not switch_on(
+        "MATRIX_NMS", False, "cpu", False
+    )
+    assert smoke_cfg().MODEL.ROI_HEADS.NAME == "BatchedROIHeads"

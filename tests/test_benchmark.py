@@ -85,7 +85,7 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     assert image_waits["project"] < image_waits["stock"], image_waits
 
     # the README table from the JSON: one row per measure, ratios as measured
-    table = run_script("tools/benchmark_table.py", out).stdout.splitlines()
+    table = run_script("tools/dev/benchmark_table.py", out).stdout.splitlines()
     assert table[0].startswith("| device | setting |")
     train_row = next(line for line in table if "training img/s" in line)
     assert f"| {r['train']['ratio']:.2f}x |" in train_row
@@ -104,38 +104,8 @@ def test_benchmark_reports_stock_and_project(tmp_path):
     assert f"| {round(image_waits['stock'])} | {round(image_waits['project'])} |" in wait_row
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    proc = run_script("tools/benchmark_table.py", bad, check=False)
+    proc = run_script("tools/dev/benchmark_table.py", bad, check=False)
     assert proc.returncode == 1 and "bad.json" in proc.stderr
-
-
-def test_benchmark_on_a_simulated_gpu(tmp_path, monkeypatch):
-    """Both legs of tools/benchmark.py with the fast switches, on the simulated GPU of
-    tests/sim_cuda.py ("meta": training needs gradients): every step runs there."""
-    import importlib.util
-
-    from sim_cuda import SimDevice
-
-    from conftest import REPO
-
-    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("bench_tool", REPO / "tools" / "benchmark.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    out = tmp_path / "bench.json"
-    args = ["--config-file", SMOKE, "--device", "meta", "--patients", "3", "--train-iters", "1"]
-    args += ["--rounds", "1", "--warmup", "1", "--infer-images", "2", "--batch-size", "2"]
-    args += ["--grad-clip-steps", "2", "--out", str(out), "INPUT.MIN_SIZE_TEST", "96"]
-    args += ["FRACTURE.FAST.BATCHED_HEADS", "True", "FRACTURE.FAST.MATRIX_NMS", "True"]
-    args += ["FRACTURE.FAST.STATIC_INFERENCE", "True", "FRACTURE.FAST.METRICS_PERIOD", "20"]
-    with SimDevice("meta") as sim:
-        assert tool.main(args) in (0, None)
-    assert sim.waits["device_to_host"] > 0
-    r = json.loads(out.read_text())
-    assert r["device"] == "meta"
-    for path in ("stock", "project"):
-        assert r["train"][path]["images_per_second"] > 0
-        assert r["inference"][path]["batch2_images_per_second"] > 0
-    assert r["grad_clip"]["same_gradients"]
 
 
 def test_compile_counters_and_their_table_row(tmp_path):
@@ -143,7 +113,7 @@ def test_compile_counters_and_their_table_row(tmp_path):
     graphs were skipped (on a CPU every reduce-overhead graph is a skip)."""
     import torch
 
-    from fracture_d2.engine.benchmark import compile_counters
+    from fracture_d2.speedbench.measure import compile_counters
 
     before = compile_counters()
     f = torch.compile(lambda x: (x * 2).relu() + 1, mode="reduce-overhead")
@@ -165,13 +135,13 @@ def test_compile_counters_and_their_table_row(tmp_path):
     out = tmp_path / "compiled.json"
     report = {"config": "configs/x.yaml", "images_per_batch": 1, "threads": 2}
     out.write_text(json.dumps({**report, "compile": after}))
-    rows = run_script("tools/benchmark_table.py", out).stdout.splitlines()
+    rows = run_script("tools/dev/benchmark_table.py", out).stdout.splitlines()
     row = next(line for line in rows if "CUDA-graph skips" in line)
     assert f"| {after['graphs']} / {after['graph_breaks']} / {after['cudagraph_skips']} |" in row
 
 
 def test_nms_rounds_tool(datasets_root, tmp_path):
-    """tools/nms_rounds.py: a histogram of the rounds per image-level group, for each top-k."""
+    """tools/dev/nms_rounds.py: a histogram of the rounds per image-level group, for each top-k."""
     import torch
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
@@ -185,7 +155,7 @@ def test_nms_rounds_tool(datasets_root, tmp_path):
     DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("random")
     out = tmp_path / "rounds.json"
     proc = run_script(
-        "tools/nms_rounds.py",
+        "tools/dev/nms_rounds.py",
         "--config-file",
         SMOKE,
         "--dataset",
@@ -218,7 +188,7 @@ def test_device_busy_time_and_its_table_rows(tmp_path):
 
     from torch.autograd import DeviceType
 
-    from fracture_d2.engine.benchmark import device_busy_us
+    from fracture_d2.speedbench.measure import device_busy_us
 
     def event(kind, start, end):
         return SimpleNamespace(device_type=kind, time_range=SimpleNamespace(start=start, end=end))
@@ -264,7 +234,7 @@ def test_device_busy_time_and_its_table_rows(tmp_path):
     }
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps(report))
-    table = run_script("tools/benchmark_table.py", path).stdout.splitlines()
+    table = run_script("tools/dev/benchmark_table.py", path).stdout.splitlines()
     step = next(line for line in table if "GPU busy per training step" in line)
     assert "| 96.0 (30%) | 120.0 (75%) |" in step
     image = next(line for line in table if "GPU busy per batch-1 image" in line)

@@ -6,8 +6,8 @@ from detectron2.structures import Boxes, Instances
 
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data.register import register_all
-from fracture_d2.engine.speed import DeviceBatches, batch_to_device, to_device_async
 from fracture_d2.engine.trainer import Trainer
+from fracture_d2.fast.device import DeviceBatches, batch_to_device, to_device_async
 
 SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
 

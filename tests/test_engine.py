@@ -15,15 +15,13 @@ from unittest import mock
 import pytest
 import torch
 from detectron2.utils.events import EventStorage
-from sim_cuda import SimDevice
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.data.register import register_all
 from fracture_d2.data.samplers import NegativeCapTrainingSampler
 from fracture_d2.engine.checkpoint import AtomicPathManager
 from fracture_d2.engine.hooks import EarlyStop, EarlyStopping
-from fracture_d2.engine.speed import amp_dtype
 from fracture_d2.engine.trainer import Trainer
+from fracture_d2.fast.precision import amp_dtype
 
 from conftest import REPO, run_script
 
@@ -142,38 +140,6 @@ def test_periodic_eval_best_checkpoint_and_val_loss(datasets_root, tmp_path):
     assert any(f.name.startswith("events.out.tfevents") for f in tmp_path.iterdir())
 
 
-def test_trainer_runs_on_a_simulated_gpu(datasets_root, tmp_path):
-    """The whole Trainer - training steps with the fast switches and clipping, periodic
-    evaluation through STATIC_INFERENCE, the validation loss, checkpoints - on the simulated
-    GPU of tests/sim_cuda.py ("meta": it needs gradients): no operator mixes a host tensor into
-    the device's work, and the checkpoints load on the CPU as plain tensors."""
-    register_all(datasets_root)
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file(SMOKE)
-    cfg.merge_from_list(
-        ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", 2, "TEST.EVAL_PERIOD", 2]
-        + [
-            "MODEL.DEVICE",
-            "meta",
-            "DATALOADER.NUM_WORKERS",
-            0,
-            "SOLVER.CLIP_GRADIENTS.ENABLED",
-            True,
-        ]
-        + ["FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True]
-        + ["FRACTURE.FAST.STATIC_INFERENCE", True, "FRACTURE.FAST.METRICS_PERIOD", 2]
-    )
-    with SimDevice("meta") as sim:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-    assert sim.waits["device_to_host"] > 3  # it ran there: at least the proposal reads
-    evals = [r for r in _metrics(tmp_path) if "bbox/AP50" in r]
-    assert [r["iteration"] for r in evals] == [2] and all("val/total_loss" in r for r in evals)
-    state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
-    assert all(type(v) is torch.Tensor for v in state["model"].values())
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -266,24 +232,24 @@ def test_two_process_gloo_training(datasets_root, tmp_path):
 def test_speed_switches_keep_weights_and_outputs():
     from detectron2.modeling import build_model
 
-    from fracture_d2.engine.speed import apply_speed_switches
+    from fracture_d2.fast import prepare_model
 
     cfg = get_fracture_cfg()
     cfg.merge_from_file(str(REPO / SMOKE))
     plain = build_model(cfg).eval()
     cfg.FRACTURE.FAST.CHANNELS_LAST = True
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = True  # lazy: compiles on the first call, not run here
-    compiled = apply_speed_switches(build_model(cfg), cfg)
+    compiled = prepare_model(build_model(cfg), cfg)
     assert list(compiled.state_dict()) == list(plain.state_dict())  # checkpoints stay usable
     modes = []
     with mock.patch.object(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw)):
         cfg.FRACTURE.FAST.COMPILE_MODE = "reduce-overhead"
-        apply_speed_switches(build_model(cfg), cfg)
+        prepare_model(build_model(cfg), cfg)
         cfg.FRACTURE.FAST.COMPILE_DYNAMIC = False
-        apply_speed_switches(build_model(cfg), cfg)
+        prepare_model(build_model(cfg), cfg)
         cfg.FRACTURE.FAST.COMPILE_MODE = "fastest"
         with pytest.raises(ValueError, match="COMPILE_MODE"):
-            apply_speed_switches(build_model(cfg), cfg)
+            prepare_model(build_model(cfg), cfg)
     cfg.FRACTURE.FAST.COMPILE_DYNAMIC = True
     # the mode as inductor's options (CUDA graphs), channels-last layouts with symbolic sizes
     graphs = {"triton.cudagraphs": True}
@@ -296,7 +262,7 @@ def test_speed_switches_keep_weights_and_outputs():
         {"backend": "inductor", "dynamic": None, "options": graphs},
     ]
     cfg.FRACTURE.FAST.COMPILE_BACKBONE = False
-    nhwc = apply_speed_switches(build_model(cfg), cfg).eval()
+    nhwc = prepare_model(build_model(cfg), cfg).eval()
     nhwc.load_state_dict(plain.state_dict())
     x = torch.rand(1, 3, 96, 128) * 255
     with torch.no_grad():
@@ -318,7 +284,7 @@ def test_compiled_backbone_sizes(dynamic, backend):
     from detectron2.modeling import build_model
     from torch._dynamo.utils import counters
 
-    from fracture_d2.engine.speed import compile_backbone
+    from fracture_d2.fast.model import compile_backbone
 
     if backend == "inductor" and not shutil.which(os.environ.get("CXX", "g++")):
         pytest.skip("inductor compiles C++ on the CPU: no compiler on this machine")
@@ -326,7 +292,7 @@ def test_compiled_backbone_sizes(dynamic, backend):
     cfg.merge_from_file(str(REPO / SMOKE))
     cfg.FRACTURE.FAST.COMPILE_DYNAMIC = dynamic
     torch.manual_seed(0)
-    nhwc = torch.channels_last  # CHANNELS_LAST, as apply_speed_switches does
+    nhwc = torch.channels_last  # CHANNELS_LAST, as prepare_model does
     eager = build_model(cfg).train().to(memory_format=nhwc)
     compiled = build_model(cfg).train().to(memory_format=nhwc)
     compiled = compile_backbone(compiled, cfg, backend=backend)
@@ -348,7 +314,7 @@ def test_compiled_backbone_sizes(dynamic, backend):
 
 
 def test_inference_dtype_switch():
-    from fracture_d2.engine.speed import inference_autocast, inference_dtype, native_bf16
+    from fracture_d2.fast.precision import inference_autocast, inference_dtype, native_bf16
 
     cfg = get_fracture_cfg()
     cfg.MODEL.DEVICE = "cpu"

@@ -1,6 +1,5 @@
-"""Fused per-parameter gradient clipping (fracture_d2.engine.grad_clip) against Detectron2's."""
+"""Fused per-parameter gradient clipping (fracture_d2.fast.grad_clip) against Detectron2's."""
 
-import copy
 import math
 
 import pytest
@@ -8,9 +7,9 @@ import torch
 from detectron2.solver.build import maybe_add_gradient_clipping
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.benchmark import count_ops
-from fracture_d2.engine.grad_clip import clip_per_parameter_, with_fused_clipping
 from fracture_d2.engine.trainer import Trainer
+from fracture_d2.fast.grad_clip import clip_per_parameter_, fused_clipping
+from fracture_d2.speedbench.measure import count_ops
 
 
 def params_with_grads(seed: int = 0) -> list:
@@ -51,8 +50,8 @@ def test_same_gradients_and_steps_as_detectron2(clip_type, value, norm_type):
     if clip_type == "value":  # torch's clip_grad_value_ fails on a parameter without gradient
         del ref_params[-2], params[-2]
     ref = maybe_add_gradient_clipping(cfg, torch.optim.SGD)(ref_params, lr=0.1, momentum=0.9)
-    fused = with_fused_clipping(
-        torch.optim.SGD(params, lr=0.1, momentum=0.9), clip_type, value, norm_type
+    fused = fused_clipping(torch.optim.SGD, clip_type, value, norm_type)(
+        params, lr=0.1, momentum=0.9
     )
     assert type(fused).__name__ == "SGDWithFusedGradientClip"
     for _ in range(2):  # the second step with momentum
@@ -97,4 +96,6 @@ def test_trainer_builds_the_fused_optimizer_only_when_clipping():
     strip = [{k: v for k, v in g.items() if k != "params"} for g in plain.param_groups]
     assert strip == [{k: v for k, v in g.items() if k != "params"} for g in fused.param_groups]
     with pytest.raises(ValueError, match="CLIP_TYPE"):
-        with_fused_clipping(copy.deepcopy(plain), "full_model", 1.0)
+        fused_clipping(torch.optim.SGD, "full_model", 1.0)
+    # the same optimizer state layout as Detectron2's, so checkpoints load into either
+    assert fused.state_dict()["param_groups"] == plain.state_dict()["param_groups"]

@@ -1,31 +1,20 @@
-"""Batched NMS (fracture_d2.engine.matrix_nms) and the RPN / box-predictor inference built on it,
+"""Batched NMS (fracture_d2.fast.matrix_nms) and the RPN / box-predictor inference built on it,
 against torchvision's NMS and Detectron2's per-image code."""
-
-import copy
 
 import pytest
 import torch
 import torchvision
-from detectron2.engine import SimpleTrainer
-from detectron2.modeling import build_model
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from fast_utils import batched, stock_model
 from rpn_utils import find_top_proposals
-from sim_cuda import SimDevice, host
 from sync_utils import HostReads
 
-from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.batched_heads import (
-    fast_rcnn_inference_batched,
-    make_batched,
-    use_matrix_nms,
-)
-from fracture_d2.engine.benchmark import OpCounter, count_ops
-from fracture_d2.engine.grad_clip import with_fused_clipping
-from fracture_d2.engine.matrix_nms import nms_keep
-from fracture_d2.engine.speed import async_input_copies, batch_to_device
+from fracture_d2.fast.detections import fast_rcnn_inference_batched
+from fracture_d2.fast.matrix_nms import nms_keep
+from fracture_d2.speedbench.measure import OpCounter, count_ops
 
 
 def clustered_boxes(g: torch.Generator, groups: int, n: int, spread: float = 6.0) -> torch.Tensor:
@@ -79,7 +68,7 @@ def test_nms_keep_long_chain_needs_many_rounds():
 def test_rounds_needed_is_where_fixed_rounds_converge():
     """rounds_needed (tools/nms_rounds.py) per group = the fewest rounds for which
     nms_keep_rounds reports convergence, and its result is then greedy NMS's."""
-    from fracture_d2.engine.matrix_nms import nms_keep_rounds, rounds_needed
+    from fracture_d2.fast.matrix_nms import nms_keep_rounds, rounds_needed
 
     g = torch.Generator().manual_seed(11)
     boxes = clustered_boxes(g, 6, 200, spread=3.0)
@@ -150,7 +139,7 @@ def test_matrix_nms_proposals_one_host_read_and_divergence():
 def test_matrix_nms_proposals_long_chain():
     """A chain of 30 suppressions (see above) outlasts the first rounds: the selection goes on
     with checked rounds and still returns Detectron2's proposals."""
-    from fracture_d2.engine.matrix_nms import FIRST_ROUNDS
+    from fracture_d2.fast.matrix_nms import FIRST_ROUNDS
 
     n = 30
     x = torch.arange(n, dtype=torch.float32) * 3.0
@@ -180,31 +169,27 @@ def test_fast_rcnn_inference_batched_matches_detectron2(agnostic, topk, to_host)
     scores[1][4, 0] = float("nan")
     args = (boxes, scores, shapes, 0.05, 0.5, topk)
     ref, ref_idx = fast_rcnn_inference(*args)
-    with SimDevice("cuda") as sim:
-        out, out_idx = fast_rcnn_inference_batched(*sim.wrap(args), to_host=to_host)
-    # on the (simulated) GPU one wait: counts and the NMS's convergence flag in one copy, and
-    # with to_host the detections too (then host tensors)
-    assert dict(sim.waits) == {"device_to_host": 1}, dict(sim.where)
-    assert (type(out[0].scores) is torch.Tensor) == to_host
+    with HostReads() as reads:
+        out, out_idx = fast_rcnn_inference_batched(*args, to_host=to_host)
+    # one read: the counts and the NMS's convergence flag (with to_host one copy of everything,
+    # then two reads of host tensors)
+    assert reads.count == (2 if to_host else 1)
     assert sum(len(r) for r in ref) > 10
-    out_idx = host(out_idx)
     for a, b, ia, ib, x, s in zip(ref, out, ref_idx, out_idx, boxes, scores, strict=True):
         assert a.image_size == b.image_size and len(a) == len(b)
-        assert torch.equal(a.pred_boxes.tensor, host(b.pred_boxes.tensor))
-        assert torch.equal(a.scores, host(b.scores))
-        assert torch.equal(a.pred_classes, host(b.pred_classes))
+        assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+        assert torch.equal(a.scores, b.scores)
+        assert torch.equal(a.pred_classes, b.pred_classes)
         # Detectron2's indices count the finite rows only; these index the RoIs given
         finite = (torch.isfinite(x).all(1) & torch.isfinite(s).all(1)).nonzero()[:, 0]
         assert torch.equal(finite[ia], ib)
 
 
 def test_fast_rcnn_inference_batched_without_rois_to_host():
-    """No RoIs at all: Detectron2's per-image code, its (empty) results moved to the host."""
-    with SimDevice("cuda") as sim:
-        args = sim.wrap(([torch.zeros(0, 8)] * 2, [torch.zeros(0, 3)] * 2))
-        out, kept = fast_rcnn_inference_batched(*args, [(10, 10)] * 2, 0.05, 0.5, 100, to_host=True)
-    assert [len(r) for r in out] == [0, 0] and all(type(k) is torch.Tensor for k in kept)
-    assert all(type(r.scores) is torch.Tensor for r in out)
+    """No RoIs at all: Detectron2's per-image code, its (empty) results."""
+    args = ([torch.zeros(0, 8)] * 2, [torch.zeros(0, 3)] * 2)
+    out, kept = fast_rcnn_inference_batched(*args, [(10, 10)] * 2, 0.05, 0.5, 100, to_host=True)
+    assert [len(r) for r in out] == [0, 0] and [len(k) for k in kept] == [0, 0]
 
 
 @pytest.mark.parametrize("to_host", [False, True])
@@ -227,15 +212,8 @@ def test_rpn_proposals_identical(matrix):
     Detectron2's proposals bit for bit."""
     from detectron2.structures import ImageList
 
-    from fracture_d2.engine.batched_rpn import batch_rpn_inference
-
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    rpn = copy.deepcopy(model.proposal_generator)
-    batch_rpn_inference(rpn, matrix_nms=matrix)
+    model = stock_model().eval()
+    rpn = batched(model, MATRIX_NMS=matrix).proposal_generator
     g = torch.Generator().manual_seed(2)
     for h, w in ((128, 160), (96, 128), (128, 160)):  # the third takes the anchors from the cache
         images = ImageList.from_tensors([torch.rand(3, h, w, generator=g) * 255] * 2, 32)
@@ -248,21 +226,18 @@ def test_rpn_proposals_identical(matrix):
             assert len(a) == len(b) > 10
             assert torch.equal(a.proposal_boxes.tensor, b.proposal_boxes.tensor)
             assert torch.equal(a.objectness_logits, b.objectness_logits)
-    assert len(rpn.anchor_generator._anchor_cache) == 2
+    assert len(rpn.anchor_generator._cache) == 2
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_matrix_nms_model_predicts_like_stock(batched):
-    """With ``batched`` also the batched heads: the box pooler then takes its proposals' levels
-    from the RPN's read (``PoolerLevels``)."""
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # a random model: keep every detection
+@pytest.mark.parametrize("batched_heads", [False, True])
+def test_matrix_nms_model_predicts_like_stock(batched_heads):
+    """The matrix NMS, with or without the rest of the batched heads, predicts as Detectron2's
+    model."""
     torch.manual_seed(0)
-    stock = build_model(cfg).eval()
-    fast = copy.deepcopy(stock)
-    fast = use_matrix_nms(make_batched(fast) if batched else fast)
+    stock = stock_model().eval()
+    stock.roi_heads.box_predictor.test_score_thresh = 0.0  # a random model: keep everything
+    fast = batched(stock, BATCHED_HEADS=batched_heads, MATRIX_NMS=True)
+    fast.roi_heads.box_predictor.test_score_thresh = 0.0
     images = [{"image": torch.rand(3, 128, 160) * 255}, {"image": torch.rand(3, 96, 128) * 255}]
     with torch.no_grad():
         ref, out = stock(images), fast(images)
@@ -293,12 +268,8 @@ def test_op_counter_counts_forward_and_backward():
 def training_models_and_batch(images: int, seed: int):
     """The smoke model in training mode, stock and with both switches (same weights), and a
     batch of ``images`` with 0, 1 or 2 clustered ground-truth boxes each."""
-    cfg = get_fracture_cfg()
-    cfg.merge_from_file("configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(0)
-    stock = build_model(cfg).train()
-    fast = use_matrix_nms(make_batched(copy.deepcopy(stock), metrics_period=20))
+    stock = stock_model().train()
+    fast = batched(stock, MATRIX_NMS=True, METRICS_PERIOD=20)
     g = torch.Generator().manual_seed(seed)
     batch = []
     for n in range(images):
@@ -311,7 +282,7 @@ def training_models_and_batch(images: int, seed: int):
 
 def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
     """At batch 8 the per-image loops dominate a training step's operators (each a kernel launch
-    on a GPU, README "Speed"): the switches more than halve the forward + backward's count."""
+    on a GPU, docs/speed.md): the switches more than halve the forward + backward's count."""
     stock, fast, batch = training_models_and_batch(8, seed=1)
 
     def step(model):
@@ -320,75 +291,3 @@ def test_batched_heads_and_matrix_nms_dispatch_fewer_operators():
 
     ops = {name: count_ops(step, m) for name, m in (("stock", stock), ("fast", fast))}
     assert ops["fast"] < 0.5 * ops["stock"], ops  # measured: 1409 vs 3410
-
-
-def test_training_step_waits_twice_on_a_simulated_gpu():
-    """On the simulated GPU of tests/sim_cuda.py (which counts what makes the host wait) a
-    training step with both switches waits twice (README "Host waits left"): for the proposal
-    counts with the NMS's convergence flag, and for the ROI sample sizes with the box pooler's
-    boxes per level. Stock waits about 20 times per image (value reads, ``nonzero``, boolean
-    indexing, blocking copies of anchors). Both compute the CPU's losses there."""
-    stock, fast, batch = training_models_and_batch(4, seed=2)
-    waits, where = {}, {}
-    for name, model in (("stock", stock), ("fast", fast)):
-        torch.manual_seed(3)
-        with EventStorage(1):  # iterations 1 and 2: no metrics logged
-            ref = {k: v.detach() for k, v in model(batch).items()}
-        # "meta": autograd on a simulated "cuda" device would need a real GPU (sim_cuda.py)
-        with SimDevice("meta") as sim:
-            model.to("meta")
-            inputs = batch_to_device(batch, "meta")  # the PIN_MEMORY loader's copies
-            for it in (1, 2):  # the second with the anchors cached
-                sim.reset()
-                torch.manual_seed(3)
-                with EventStorage(it):
-                    losses = model(inputs)
-                    sum(losses.values()).backward()
-                waits[name, it], where[name, it] = dict(sim.waits), dict(sim.where)
-            if name == "fast":  # a whole trainer step: + fused gradient clipping and SGD
-                optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-                optimizer = with_fused_clipping(optimizer, "norm", 1.0)
-                trainer = SimpleTrainer(model, [inputs], optimizer, gather_metric_period=20)
-                sim.reset()
-                with EventStorage(3) as trainer.storage:
-                    trainer.iter = 3
-                    trainer.run_step()
-                waits[name, 3], where[name, 3] = dict(sim.waits), dict(sim.where)
-        for k, v in ref.items():
-            torch.testing.assert_close(host(losses[k]), v, rtol=1e-6, atol=0)
-    for it in (1, 2, 3):
-        fast_waits = dict(waits["fast", it])
-        # copies of host values to the device: through pinned memory on a CUDA device
-        fast_waits.pop("unpinned_host_to_device", None)
-        assert fast_waits == {"device_to_host": 2}, where["fast", it]
-    for it in (1, 2):
-        assert sum(waits["stock", it].values()) > 15 * len(batch), waits["stock", it]
-    assert "_known_levels" not in fast.roi_heads.box_pooler.__dict__  # used, not kept
-
-
-def test_inference_waits_twice_on_a_simulated_gpu():
-    """Inference with both switches and ``PIN_MEMORY`` (non-blocking input copies) waits twice
-    per batch on the simulated GPU: for the proposal counts with the box pooler's proposals per
-    level, and for the detections (counts and values in one copy: Detectron2's post-processing
-    then runs on host tensors). Stock waits about 17 times per image. The CPU's detections."""
-    stock, fast, batch = training_models_and_batch(4, seed=2)
-    async_input_copies(fast)
-    inputs = [{"image": b["image"]} for b in batch]
-    waits, where = {}, {}
-    for name, model in (("stock", stock), ("fast", fast)):
-        model.eval().roi_heads.box_predictor.test_score_thresh = 0.0  # random weights
-        with torch.no_grad():
-            ref = model(inputs)
-        with SimDevice("cuda") as sim, torch.no_grad():
-            model.to("cuda")
-            sim.reset()
-            out = model(inputs)
-            waits[name], where[name] = dict(sim.waits), dict(sim.where)
-        for a, b in zip(ref, out, strict=True):
-            a, b = a["instances"], b["instances"]
-            assert len(a) == len(b) > 5
-            assert torch.equal(a.pred_boxes.tensor, host(b.pred_boxes.tensor))
-            assert torch.equal(a.scores, host(b.scores))
-    assert waits["fast"] == {"device_to_host": 2}, where["fast"]
-    assert type(out[0]["instances"].scores) is torch.Tensor  # handed over on the host
-    assert sum(waits["stock"].values()) > 10 * len(inputs), waits["stock"]

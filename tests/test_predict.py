@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from dicom_utils import write_dicom
-from sim_cuda import SimDevice
 
 from fracture_d2.data.image_io import to_uint8
 from fracture_d2.data.mapper import RadiographMapper
@@ -15,7 +14,7 @@ from fracture_d2.inference import BatchPredictor, load_cfg, load_image
 from fracture_d2.inference.cli import parse_with_opts
 from fracture_d2.inference.run import overlay_names
 
-from conftest import REPO, run_script
+from conftest import run_script
 
 SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
 
@@ -106,33 +105,6 @@ def test_predict_folder_with_dicom_and_skips(inputs, weights, tmp_path):
     png = cv2.imread(str(inputs / "png" / "s0.png"), cv2.IMREAD_GRAYSCALE)
     expected = to_uint8(png.astype(np.float32))
     assert np.abs(load_image(inputs / "mono1.dcm").astype(int) - expected).max() <= 1
-
-
-def test_predict_on_a_simulated_gpu(inputs, weights, tmp_path):
-    """``tools/predict.py`` with ``MODEL.DEVICE cuda`` on the simulated GPU of tests/sim_cuda.py
-    (both inference paths): the CPU's predictions."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("predict_tool", REPO / "tools" / "predict.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    args = ["--config-file", SMOKE, "--threshold", "0.3", "--num-workers", "0", "--allow-skips"]
-    args += ["--input", str(inputs), "MODEL.WEIGHTS", str(weights)]
-    args += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32"]
-
-    def results(out, *opts):
-        assert tool.main(args[:2] + ["--output", str(out)] + args[2:] + list(opts)) == 0
-        return json.loads((out / "predictions.json").read_text())["results"]
-
-    ref = results(tmp_path / "cpu")
-    for name, opts in (("eager", []), ("static", ["FRACTURE.FAST.STATIC_INFERENCE", "True"])):
-        with SimDevice("cuda"):
-            out = results(tmp_path / name, "MODEL.DEVICE", "cuda", *opts)
-        assert len(out) == len(ref) > 0
-        for a, b in zip(ref, out, strict=True):
-            assert a["image_id"] == b["image_id"]
-            np.testing.assert_allclose(a["bbox"], b["bbox"], atol=1e-3)
-            assert abs(a["score"] - b["score"]) < 1e-5
 
 
 def test_predict_csv_allow_skips(inputs, weights, tmp_path):

@@ -1,19 +1,16 @@
-"""Static-shape inference (fracture_d2.engine.static_inference) against Detectron2's forward."""
+"""Static-shape inference (fracture_d2.fast.static) against Detectron2's forward."""
 
-import copy
 import logging
 
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from sim_cuda import SimDevice
 
 from fracture_d2.config import get_fracture_cfg
-from fracture_d2.engine.benchmark import sync_counts
-from fracture_d2.engine.speed import async_input_copies
-from fracture_d2.engine.static_inference import StaticRCNN, check_static_model, static_predict
+from fracture_d2.fast.static import StaticRCNN, check_static_model, static_predict
 from fracture_d2.inference import BatchPredictor, load_cfg
+from fracture_d2.speedbench.measure import sync_counts
 
 SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
 
@@ -64,14 +61,16 @@ def test_static_forward_compiles_as_one_graph(model):
     """fullgraph=True fails on any graph break: the whole forward is one graph, which is what
     CUDA-graph capture (COMPILE_MODE reduce-overhead) needs. The eager backend keeps the test
     fast; it traces exactly what inductor would compile."""
-    from fracture_d2.engine.batched_heads import make_batched, use_matrix_nms
-
-    # with the other switches' patches on the model too (cached anchors, batched RPN, ...)
-    patched = use_matrix_nms(make_batched(copy.deepcopy(model)))
-    compiled = torch.compile(StaticRCNN(patched), backend="eager", fullgraph=True, dynamic=False)
+    # the model has the batched heads (cached anchors, batched RPN, ...), switched on
+    on = build_model(
+        smoke_cfg("FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True)
+    )
+    on.load_state_dict(model.state_dict())
+    on.eval()
+    compiled = torch.compile(StaticRCNN(on), backend="eager", fullgraph=True, dynamic=False)
     inputs = batch()
     with torch.no_grad():
-        assert_same(model(inputs), static_predict(patched, compiled, inputs))
+        assert_same(model(inputs), static_predict(on, compiled, inputs))
 
 
 def test_static_forward_never_waits_for_the_device(model):
@@ -97,20 +96,6 @@ def test_static_forward_never_waits_for_the_device(model):
         assert sync_counts(lambda: static(images, sizes), 1, cuda=False) == ({}, None)
         calls, _ = sync_counts(lambda: static_predict(model, static, batch()), 1, cuda=False)
     assert calls.get("aten::nonzero", 0) > 0  # the host-side post-processing is counted
-
-
-def test_static_inference_waits_once_on_a_simulated_gpu(model):
-    """On the simulated GPU of tests/sim_cuda.py, with ``PIN_MEMORY``'s non-blocking input
-    copies: one host wait per batch (the results), the CPU's detections."""
-    model = async_input_copies(copy.deepcopy(model))
-    with torch.no_grad():
-        ref = static_predict(model, StaticRCNN(model), batch())
-    with SimDevice("cuda") as sim, torch.no_grad():
-        model.to("cuda")
-        sim.reset()
-        out = static_predict(model, StaticRCNN(model), batch())
-    assert dict(sim.waits) == {"device_to_host": 1}, dict(sim.where)
-    assert_same(ref, out)
 
 
 def test_unconverged_nms_falls_back_to_the_model(model, caplog):
@@ -144,7 +129,7 @@ def test_unsupported_models_are_refused():
         StaticRCNN(torch.nn.Linear(2, 2))
 
 
-def test_predictor_with_static_inference(model, tmp_path):
+def test_predictor_inference_model(model, tmp_path):
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
     opts = ["MODEL.WEIGHTS", str(tmp_path / "model.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
     opts += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32"]
@@ -155,48 +140,21 @@ def test_predictor_with_static_inference(model, tmp_path):
     assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
 
 
-@pytest.mark.parametrize(
-    "switches, waits",
-    [
-        (["FRACTURE.FAST.STATIC_INFERENCE", True], 1),
-        (["FRACTURE.FAST.BATCHED_HEADS", True, "FRACTURE.FAST.MATRIX_NMS", True], 2),
-    ],
-)
-def test_predictor_waits_on_a_simulated_gpu(model, tmp_path, switches, waits):
-    """``tools/predict.py``'s predictor on the simulated GPU of tests/sim_cuda.py (PIN_MEMORY
-    on): one host wait per batch with STATIC_INFERENCE (its results), two with the batched
-    heads and matrix NMS (proposal counts with the boxes per pooler level, detections); the
-    CPU's detections, returned as host tensors."""
-    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model")
-    opts = ["MODEL.WEIGHTS", str(tmp_path / "model.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
-    opts += ["FRACTURE.FAST.INFERENCE_DTYPE", "float32", "DATALOADER.PIN_MEMORY", True]
-    g = torch.Generator().manual_seed(3)
-    grays = [(torch.rand(90, 120, generator=g) * 255).byte().numpy() for _ in range(2)]
-    ref = BatchPredictor(load_cfg(SMOKE, opts))(grays)
-    with SimDevice("cuda") as sim:
-        predictor = BatchPredictor(load_cfg(SMOKE, opts + switches + ["MODEL.DEVICE", "cuda"]))
-        sim.reset()  # loading the weights copies them over
-        out = predictor(grays)
-    assert dict(sim.waits) == {"device_to_host": waits}, dict(sim.where)
-    assert all(type(o.scores) is torch.Tensor for o in out)
-    assert_same([{"instances": r} for r in ref], [{"instances": o} for o in out])
-
-
-def test_with_static_inference_wraps_caches_and_passes_training_through(model):
-    from fracture_d2.engine.static_inference import StaticInferenceModel, with_static_inference
+def test_inference_model_wraps_caches_and_passes_training_through(model):
+    from fracture_d2.fast.static import StaticInferenceModel, inference_model
 
     off, on = smoke_cfg(), smoke_cfg("FRACTURE.FAST.STATIC_INFERENCE", True)
-    assert with_static_inference(model, off) is model
-    wrapped = with_static_inference(model, on)
+    assert inference_model(model, off) is model
+    wrapped = inference_model(model, on)
     assert isinstance(wrapped, StaticInferenceModel)
-    assert with_static_inference(model, on) is wrapped  # cached: compiled graphs are reused
+    assert inference_model(model, on) is wrapped  # cached: compiled graphs are reused
 
     class DDPLike(torch.nn.Module):
         def __init__(self, module):
             super().__init__()
             self.module = module
 
-    assert with_static_inference(DDPLike(model), on) is wrapped
+    assert inference_model(DDPLike(model), on) is wrapped
     # the wrapper registers the model once: the same parameters, no copies
     assert len(list(wrapped.parameters())) == len(list(model.parameters()))
     inputs = batch()
@@ -212,8 +170,8 @@ def test_with_static_inference_wraps_caches_and_passes_training_through(model):
 def test_trainer_evaluates_through_static_inference(model, monkeypatch):
     from detectron2.engine import DefaultTrainer
 
-    from fracture_d2.engine.static_inference import StaticInferenceModel
     from fracture_d2.engine.trainer import Trainer
+    from fracture_d2.fast.static import StaticInferenceModel
 
     seen = []
     monkeypatch.setattr(

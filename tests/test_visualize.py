@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from eval_report import eval_metrics
-from sim_cuda import SimDevice
 
 from fracture_d2.inference import BatchPredictor, load_cfg
 from fracture_d2.visualization.curves import read_training_metrics
@@ -103,20 +102,6 @@ def test_gradcam_and_objectness_maps(synthetic_raw, weights):
     assert all(p.grad is None for p in predictor.model.parameters())  # no weight gradients
     with pytest.raises(ValueError, match="not among"):
         explain(predictor, gray, layer="p9")
-
-
-def test_gradcam_on_a_simulated_gpu(synthetic_raw, weights):
-    """The explainer with the model on a GPU (simulated, tests/sim_cuda.py; "meta" since it
-    needs gradients): the maps come back as host arrays, the CPU's."""
-    opts = ["MODEL.WEIGHTS", str(weights), "FRACTURE.FAST.INFERENCE_DTYPE", "float32"]
-    png = sorted((synthetic_raw / "MURA-v1.1" / "valid").rglob("*.png"))[0]
-    gray = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
-    ref = explain(BatchPredictor(load_cfg(SMOKE, opts)), gray)
-    with SimDevice("meta"):
-        out = explain(BatchPredictor(load_cfg(SMOKE, opts + ["MODEL.DEVICE", "meta"])), gray)
-    np.testing.assert_allclose(out.boxes, ref.boxes, atol=1e-4)
-    np.testing.assert_allclose(out.cam, ref.cam, atol=1e-5)
-    np.testing.assert_allclose(out.objectness, ref.objectness, atol=1e-6)
 
 
 def test_training_metrics_reader(tmp_path):

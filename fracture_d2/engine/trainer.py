@@ -37,6 +37,7 @@ from .hooks import (
 
 logger = logging.getLogger("fracture_d2")
 
+
 def val_dataset(cfg) -> str:
     """The dataset used for validation loss: ``FRACTURE.VAL_DATASET`` or ``DATASETS.TEST[0]``."""
     return cfg.FRACTURE.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")

@@ -8,13 +8,12 @@
 - :class:`DeviceBatches` (``DATALOADER.PIN_MEMORY``: batches moved to a GPU without waits);
 - :func:`apply_backend_flags` and :func:`amp_dtype` (TF32, determinism, AMP precision).
 
-Importing this package registers the batched heads with Detectron2: ``BatchedRPN``
-(``MODEL.PROPOSAL_GENERATOR.NAME``) and ``BatchedROIHeads`` (``MODEL.ROI_HEADS.NAME``), chosen
-in ``configs/Base-RCNN-FPN.yaml``. Which switch is on by default where: :mod:`.policy`;
+The batched heads, ``BatchedRPN`` (:mod:`.rpn`) and ``BatchedROIHeads`` (:mod:`.roi_heads`),
+are registered with Detectron2 by :mod:`fracture_d2.modeling` and chosen in
+``configs/Base-RCNN-FPN.yaml``. Which switch is on by default where: :mod:`.policy`;
 measurements: docs/speed.md.
 """
 
-from . import roi_heads, rpn  # noqa: F401  (registers BatchedRPN, BatchedROIHeads)
 from .device import DeviceBatches
 from .grad_clip import build_optimizer
 from .model import prepare_model

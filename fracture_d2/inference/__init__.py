@@ -1,7 +1,8 @@
 """Inference on new images: PNG/JPEG/DICOM loading, batched prediction, prediction runs."""
 
-from .dicom import read_dicom
-from .loading import collect_inputs, load_image
+from fracture_d2.data.dicom import load_image, read_dicom
+
+from .loading import collect_inputs
 from .predictor import BatchPredictor, load_cfg
 
 __all__ = ["BatchPredictor", "collect_inputs", "load_cfg", "load_image", "read_dicom"]

@@ -8,11 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from fracture_d2.data.image_io import read_radiograph
-
-from .dicom import is_dicom, read_dicom
+from fracture_d2.data.dicom import is_dicom
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # A CSV's path column is found by one of these header names; without a header, column 1.
@@ -34,17 +30,6 @@ class InputList:
     files: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)  # reason -> count, e.g. "suffix .txt"
-
-
-def load_image(path) -> np.ndarray:
-    """Read a radiograph (PNG/JPEG/BMP/TIFF or DICOM) as a 2-D uint8 image.
-
-    Raises:
-        DataError: the file cannot be read; the message names the file and the reason.
-    """
-    if is_dicom(path):
-        return read_dicom(path)
-    return read_radiograph(path)
 
 
 def _is_image(path: Path) -> bool:

@@ -13,11 +13,12 @@ import torch
 from tqdm import tqdm
 
 from fracture_d2.data.coco import DEFAULT_CLASSES
+from fracture_d2.data.dicom import load_image
 from fracture_d2.data.errors import DataError
 from fracture_d2.evaluation import image_score
 from fracture_d2.utils_io import write_json_atomic
 
-from .loading import InputList, Skipped, load_image
+from .loading import InputList, Skipped
 from .predictor import BatchPredictor, instances_to_results
 
 FORMAT = "fracture_d2.predictions/1"

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fracture_d2.data.dicom import load_image
 from fracture_d2.data.errors import DataError
 from fracture_d2.evaluation import match_detections
-from fracture_d2.inference.loading import load_image
 
 from . import selection as sel
 from .curves import plot_evaluation, plot_training, read_training_metrics

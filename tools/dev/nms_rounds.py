@@ -44,8 +44,8 @@ def parse_args(argv=None):
 @torch.inference_mode()
 def rounds_histograms(predictor, grays: list, topks: list[int]) -> dict:
     """{pre-NMS top-k: Counter(rounds -> image-level groups)} of ``predictor``'s model."""
-    from fracture_d2.fast.proposals import level_groups, rpn_candidates
     from fracture_d2.fast.matrix_nms import rounds_needed
+    from fracture_d2.fast.proposals import level_groups, rpn_candidates
 
     model = predictor.model
     rpn = model.proposal_generator
