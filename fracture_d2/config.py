@@ -46,7 +46,15 @@ def add_fracture_config(cfg: CN) -> CN:
     # Stop after this many evaluations without improving BEST_CHECKPOINT.METRIC; 0 = never.
     cfg.SOLVER.EARLY_STOP.PATIENCE = 0
 
+    head = cfg.MODEL.IMAGE_HEAD = CN()  # MODEL.META_ARCHITECTURE "MixedSupervisionRCNN" only
+    head.IN_FEATURES = ["p3", "p4", "p5", "p6"]  # FPN levels the image-level head pools
+    head.POOLING = "max"  # over positions: "max" (a fracture is local) or "avg"
+    head.LOSS_WEIGHT = 1.0  # weight of loss_image_cls (binary cross-entropy on image labels)
+
     cfg.FRACTURE = CN()
+    # Pseudo boxes (tools/pseudo_label.py) laid over the training dataset they were made for:
+    # its image-label-only positives that got boxes train as boxed; "" = none.
+    cfg.FRACTURE.PSEUDO_BOXES = ""
     # Dataset for the validation loss (at TEST.EVAL_PERIOD); "" = DATASETS.TEST[0].
     cfg.FRACTURE.VAL_DATASET = ""
     # Log the losses on the validation dataset at every evaluation.
@@ -61,7 +69,9 @@ def add_fracture_config(cfg: CN) -> CN:
     ev.ENABLED = True
     ev.FROC_CRITERION = "iou"  # FROC lesion hit: "iou" (IoU >= IOU_THRESHOLD) or "center"
     ev.IOU_THRESHOLD = 0.5  # IoU for a FROC hit with FROC_CRITERION "iou"
-    ev.IMAGE_SCORE = "max"  # image score from its box scores: "max" or "noisy_or"
+    # Image score: from its box scores, "max" or "noisy_or"; or from the image-level head
+    # (MixedSupervisionRCNN), "head" (its probability) or "mean_head_max" (mean of both).
+    ev.IMAGE_SCORE = "max"
     ev.STUDY_SCORE = "max"  # study score from its image scores: "max" or "mean" (MURA paper)
     ev.THRESHOLD = 0.5  # image-level operating point for sensitivity/specificity/PPV/NPV/F1
     ev.STUDY_THRESHOLD = 0.5  # study-level operating point for Cohen's kappa (MURA: 0.5)

@@ -168,14 +168,16 @@ def test_undecodable_image_stops_or_is_counted(fracatlas, tmp_path):
     assert sum(w["images"] for w in summary["written"].values()) == 15
 
 
-def test_registered_lazily_with_light_imports(fracatlas, tmp_path):
-    """Converters never load torch; datasets register once detectron2.data is imported."""
+def test_registered_by_register_all_with_light_imports(fracatlas, tmp_path):
+    """Converters never load torch; register_all() registers the prepared datasets."""
     prepare_fracatlas(fracatlas[0], tmp_path / "fracatlas")
     code = (
         "import sys\n"
         "import fracture_d2.data.convert_fracatlas, fracture_d2.data.convert_mura\n"
         "assert 'torch' not in sys.modules and 'detectron2' not in sys.modules\n"
         "from detectron2.data import DatasetCatalog, MetadataCatalog\n"
+        "from fracture_d2.data import register_all\n"
+        "register_all()\n"
         "d = DatasetCatalog.get('fracatlas_train')\n"
         "print(len(d), MetadataCatalog.get('fracatlas_train').thing_classes)\n"
         "try:\n    DatasetCatalog.get('fracatlas_test')\n"

@@ -15,6 +15,7 @@ import sys
 
 from fracture_d2.evaluation.inputs import EvaluationError
 from fracture_d2.evaluation.runs import evaluate_files
+from fracture_d2.evaluation.scores import IMAGE_SCORE_METHODS
 from fracture_d2.evaluation.suite import EvalOptions, headline
 
 
@@ -36,9 +37,14 @@ def parse_args(argv=None):
     p.add_argument("--iou-threshold", type=float, default=d.iou_threshold)
     p.add_argument(
         "--image-score",
-        choices=("max", "noisy_or"),
+        choices=IMAGE_SCORE_METHODS,
         default=d.image_method,
-        help="image score from its box scores",
+        help="image score: from its box scores (max, noisy_or), or from the image-level head\n"
+        "(head, mean_head_max; needs --head-scores)",
+    )
+    p.add_argument(
+        "--head-scores",
+        help="image_head_scores.json of a MixedSupervisionRCNN run (beside its predictions)",
     )
     p.add_argument(
         "--study-score",
@@ -95,7 +101,7 @@ def main(argv=None) -> int:
 
             register_all()
         metrics, paths = evaluate_files(
-            a.dataset, a.predictions, a.out, a.image_table, opts, a.config_name
+            a.dataset, a.predictions, a.out, a.image_table, opts, a.config_name, a.head_scores
         )
     except (EvaluationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

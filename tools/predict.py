@@ -48,9 +48,10 @@ def parse_args(argv=None):
     p.add_argument("--num-workers", type=int, default=2, help="processes reading images")
     p.add_argument(
         "--image-score",
-        choices=("max", "noisy_or"),
+        choices=("max", "noisy_or", "head", "mean_head_max"),
         default="max",
-        help="image-level score from the box scores (default max)",
+        help="image-level score: from the box scores (max, noisy_or), or from the image-level\n"
+        "head of a MixedSupervisionRCNN model (head, mean_head_max); default max",
     )
     p.add_argument("--no-overlays", action="store_true", help="write the JSON only")
     p.add_argument(
@@ -76,6 +77,13 @@ def main(argv=None) -> int:
         predictor = BatchPredictor(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"predict: {e}", file=sys.stderr)
+        return 2
+    if args.image_score in ("head", "mean_head_max") and not hasattr(predictor.model, "image_head"):
+        print(
+            f"predict: --image-score {args.image_score} needs a model with an image-level head "
+            f"(MODEL.META_ARCHITECTURE MixedSupervisionRCNN); {args.config_file} has none",
+            file=sys.stderr,
+        )
         return 2
     inputs = collect_inputs(args.input, args.root)
     if not inputs.files and not inputs.skipped:

@@ -51,9 +51,22 @@ def _loader(name: str, json_file: Path, image_root: Path, hint: str):
                 f"(or set $DETECTRON2_DATASETS; see datasets/README.md)"
             )
         dicts = load_coco_json(str(json_file), str(image_root), name)
-        return dicts
+        return with_image_labels(dicts, json_file)
 
     return load
+
+
+def with_image_labels(dicts: list[dict], json_file: Path) -> list[dict]:
+    """Detectron2's dataset dicts with each image's ``image_label`` (1: abnormal) and
+    ``annotated`` (its boxes are complete) from the COCO JSON; images without them are taken as
+    completely annotated, abnormal iff they have a box."""
+    with open(json_file, encoding="utf-8") as f:
+        images = {im["id"]: im for im in json.load(f).get("images", [])}
+    for d in dicts:
+        im = images.get(d["image_id"], {})
+        d["annotated"] = bool(im.get("annotated", True))
+        d["image_label"] = int(im.get("image_label", int(bool(d.get("annotations")))))
+    return dicts
 
 
 def register_dataset(name: str, json_file, image_root, hint: str = "", **metadata) -> None:

@@ -19,8 +19,12 @@ class NegativeCapTrainingSampler(Sampler):
     def __init__(self, dataset_dicts: list, neg_pos_ratio: float, seed: int | None = None):
         if neg_pos_ratio <= 0:
             raise ValueError(f"DATALOADER.NEG_POS_RATIO must be > 0, got {neg_pos_ratio}")
-        self._pos = [i for i, d in enumerate(dataset_dicts) if d.get("annotations")]
-        self._neg = [i for i, d in enumerate(dataset_dicts) if not d.get("annotations")]
+        # positives: boxed, or abnormal by their image label (boxes unknown)
+        positive = [
+            bool(d.get("annotations")) or d.get("image_label", 0) == 1 for d in dataset_dicts
+        ]
+        self._pos = [i for i, p in enumerate(positive) if p]
+        self._neg = [i for i, p in enumerate(positive) if not p]
         if not self._pos:
             raise ValueError("NegativeCapTrainingSampler: the training set has no positive images")
         self._n_neg = min(len(self._neg), int(round(neg_pos_ratio * len(self._pos))))

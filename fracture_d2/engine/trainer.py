@@ -9,7 +9,7 @@ import weakref
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import DatasetEvaluators
@@ -20,6 +20,7 @@ from detectron2.utils.logger import setup_logger
 from fracture_d2 import fast
 from fracture_d2.data.mapper import RadiographMapper
 from fracture_d2.data.samplers import NegativeCapTrainingSampler
+from fracture_d2.data.training_set import training_dicts
 from fracture_d2.evaluation.evaluator import (
     AnnotatedCOCOEvaluator,
     FractureEvaluator,
@@ -41,6 +42,15 @@ logger = logging.getLogger("fracture_d2")
 def val_dataset(cfg) -> str:
     """The dataset used for validation loss: ``FRACTURE.VAL_DATASET`` or ``DATASETS.TEST[0]``."""
     return cfg.FRACTURE.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+
+
+def learns_from_image_labels(cfg) -> bool:
+    """Whether ``cfg``'s meta-architecture learns from image labels alone (it then trains on
+    image-label-only positives too)."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    return bool(getattr(arch, "learns_from_image_labels", False))
 
 
 def _on_device(loader, cfg):
@@ -151,15 +161,16 @@ class Trainer(DefaultTrainer):
             "pin_memory": bool(cfg.DATALOADER.PIN_MEMORY),
             "persistent_workers": bool(cfg.DATALOADER.PERSISTENT_WORKERS) and workers,
         }
+        dataset = training_dicts(cfg, learns_from_image_labels(cfg))
         ratio = cfg.DATALOADER.NEG_POS_RATIO
         if ratio <= 0:
-            return _DroppedBoxCounter(build_detection_train_loader(cfg, mapper=mapper, **kwargs))
+            loader = build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, **kwargs)
+            return _DroppedBoxCounter(loader)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             raise ValueError(
                 "DATALOADER.NEG_POS_RATIO > 0 replaces TrainingSampler; it cannot be "
                 f"combined with {cfg.DATALOADER.SAMPLER_TRAIN}"
             )
-        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         sampler = NegativeCapTrainingSampler(dataset, ratio, seed=cfg.SEED)
         logger.info(
             f"NegativeCapTrainingSampler: {sampler.epoch_size} images per epoch "

@@ -14,8 +14,10 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils import comm
 from tabulate import tabulate
 
+from fracture_d2.utils_io import write_json_atomic
+
 from .inputs import EvaluationError, load_ground_truth
-from .predictions import predictions_from_list
+from .predictions import predictions_from_list, with_head_scores
 from .report import write_report
 from .suite import EvalOptions, evaluate_predictions, headline
 
@@ -84,16 +86,18 @@ class FractureEvaluator(DatasetEvaluator):
         self._options = (options or EvalOptions()).check()
         self._distributed = distributed
         self._cpu = torch.device("cpu")
-        self._predictions = []
+        self.reset()
 
     def reset(self):
-        self._predictions = []
+        self._predictions, self._head_scores = [], {}
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs, strict=True):
             if "instances" in out:
                 instances = out["instances"].to(self._cpu)
                 self._predictions.extend(instances_to_coco_json(instances, inp["image_id"]))
+            if "image_score" in out:  # a model with an image-level head
+                self._head_scores[int(inp["image_id"])] = round(float(out["image_score"]), 6)
 
     def _dataset_category_ids(self, preds: list) -> list:
         mapping = MetadataCatalog.get(self._name).get("thing_dataset_id_to_contiguous_id")
@@ -104,10 +108,11 @@ class FractureEvaluator(DatasetEvaluator):
         return preds
 
     def evaluate(self):
-        preds = self._predictions
+        preds, heads = self._predictions, self._head_scores
         if self._distributed:
             comm.synchronize()
             preds = list(itertools.chain(*comm.gather(preds, dst=0)))
+            heads = dict(itertools.chain(*(h.items() for h in comm.gather(heads, dst=0))))
             if not comm.is_main_process():
                 return {}
         if not self._json_file:
@@ -117,12 +122,16 @@ class FractureEvaluator(DatasetEvaluator):
             gt = load_ground_truth(self._json_file, self._name, self._table)
             source = f"inference on {self._name}"
             p = predictions_from_list(self._dataset_category_ids(preds), gt, source, True)
+            if heads:
+                p = with_head_scores(p, gt, heads, source)
             tables = {}
             metrics = evaluate_predictions(gt, p, self._options, tables)
         except EvaluationError as e:
             logger.warning(f"FractureEvaluator skipped: {e}")
             return {}
         if self._output_dir:
+            if heads:  # for tools/evaluate.py --head-scores
+                write_json_atomic(Path(self._output_dir) / "image_head_scores.json", heads)
             paths = write_report(metrics, self._output_dir, tables)
             logger.info(f"fracture metrics written to {paths['metrics.json']}")
         results = headline(metrics)

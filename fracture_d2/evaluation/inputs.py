@@ -60,6 +60,7 @@ class Predictions:
     xywh: np.ndarray  # (P, 4) float
     score: np.ndarray  # (P,) float
     category: np.ndarray  # (P,) int
+    head: np.ndarray | None = None  # (I,) image-level head probability per gt image (NaN: none)
 
     def __len__(self) -> int:
         return len(self.score)

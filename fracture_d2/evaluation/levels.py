@@ -23,19 +23,31 @@ from .classification import (
     youden_threshold,
 )
 from .inputs import EvaluationError
-from .scores import image_score, study_score
+from .scores import HEAD_METHODS, image_score, study_score
 
 # MURA paper (Rajpurkar et al. 2017), Cohen's kappa on MURA valid, overall.
 MURA_REFERENCE_KAPPA = {"MURA DenseNet-169": 0.705, "best radiologist": 0.778}
 
 
 def image_scores(gt, preds, method: str = "max") -> np.ndarray:
-    """``(I,)`` score of every image of ``gt`` from its predictions' scores."""
+    """``(I,)`` score of every image of ``gt`` from its predictions' scores (and, for the head
+    methods, the image-level head's probabilities ``preds.head``)."""
     order = np.argsort(preds.image, kind="stable")
     bounds = np.searchsorted(preds.image[order], np.arange(len(gt) + 1))
     s = preds.score[order]
+    head = preds.head if preds.head is not None else np.full(len(gt), np.nan)
+    if method in HEAD_METHODS and np.isnan(head).any():
+        missing = gt.image_ids[np.isnan(head)]
+        raise EvaluationError(
+            preds.source,
+            f"image score {method!r} needs the image-level head's score of every image; "
+            f"{len(missing)} have none (first: image id {missing[0]})",
+        )
     return np.array(
-        [image_score(s[a:b], method) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        [
+            image_score(s[a:b], method, h)
+            for a, b, h in zip(bounds[:-1], bounds[1:], head, strict=True)
+        ]
     )
 
 

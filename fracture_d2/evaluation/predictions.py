@@ -103,3 +103,35 @@ def load_predictions(path, gt: GroundTruth) -> Predictions:
     except json.JSONDecodeError as e:
         raise EvaluationError(path, f"is not valid JSON ({e.msg})", e.lineno) from None
     return predictions_from_list(data, gt, path)
+
+
+def with_head_scores(preds: Predictions, gt: GroundTruth, scores: dict, source) -> Predictions:
+    """``preds`` with the image-level head's probabilities ``scores`` ({image id: p}) aligned to
+    ``gt``'s images (NaN for images without one).
+
+    Raises:
+        EvaluationError: an image id that ``gt`` does not have, or a probability outside [0, 1].
+    """
+    index = {int(i): n for n, i in enumerate(gt.image_ids)}
+    head = np.full(len(gt), np.nan)
+    for image_id, p in scores.items():
+        if int(image_id) not in index:
+            raise EvaluationError(source, f"image id {image_id} is not in dataset {gt.name}")
+        if not 0.0 <= float(p) <= 1.0:
+            raise EvaluationError(source, f"image id {image_id}: probability {p} not in [0, 1]")
+        head[index[int(image_id)]] = float(p)
+    preds.head = head
+    return preds
+
+
+def load_head_scores(path) -> dict:
+    """The ``{image id: probability}`` JSON the Trainer's evaluator writes
+    (``image_head_scores.json``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EvaluationError(path, f"cannot read the image-level scores ({e})") from None
+    if not isinstance(data, dict):
+        raise EvaluationError(path, "must be a JSON object {image id: probability}")
+    return data

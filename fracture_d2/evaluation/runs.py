@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from .inputs import EvaluationError, load_ground_truth
-from .predictions import load_predictions
+from .predictions import load_head_scores, load_predictions, with_head_scores
 from .report import check_out_dir, write_report
 from .suite import EvalOptions, evaluate_predictions
 
@@ -80,12 +80,15 @@ def evaluate_files(
     image_table=None,
     options: EvalOptions | None = None,
     config: str | None = None,
+    head_scores=None,
 ):
     """Load, evaluate and write the report of ``predictions`` on registered ``dataset``.
 
     Args:
         image_table: CSV overriding the dataset's registered image-level table.
         config: config name recorded for leaderboards (default: found from the run's log).
+        head_scores: ``image_head_scores.json`` of a model with an image-level head (for the
+            image score methods ``head`` and ``mean_head_max``).
 
     Returns:
         ``(metrics, {file name: path})``.
@@ -94,6 +97,8 @@ def evaluate_files(
     json_file, table = resolve_dataset(dataset)
     gt = load_ground_truth(json_file, dataset, image_table or table)
     preds = load_predictions(predictions, gt)
+    if head_scores:
+        preds = with_head_scores(preds, gt, load_head_scores(head_scores), head_scores)
     tables = {}
     metrics = evaluate_predictions(gt, preds, options, tables)
     run = run_info(predictions)

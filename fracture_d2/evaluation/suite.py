@@ -31,7 +31,7 @@ class EvalOptions:
 
     criterion: str = "iou"  # FROC hit rule: "iou" or "center"
     iou_threshold: float = 0.5  # FROC hit IoU (criterion "iou")
-    image_method: str = "max"  # image score from box scores: "max" or "noisy_or"
+    image_method: str = "max"  # "max", "noisy_or" (box scores), "head", "mean_head_max"
     study_method: str = "max"  # study score from image scores: "max" or "mean"
     threshold: float = 0.5  # image-level operating point (score >= threshold is positive)
     study_threshold: float = 0.5  # study-level operating point (kappa; MURA uses 0.5)

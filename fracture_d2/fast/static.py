@@ -59,6 +59,10 @@ def check_static_model(model) -> None:
         raise ValueError("FRACTURE.FAST.STATIC_INFERENCE needs a softmax FastRCNNOutputLayers")
     if roi.mask_on or roi.keypoint_on:
         raise ValueError("FRACTURE.FAST.STATIC_INFERENCE supports box detection only")
+    if hasattr(model, "image_head"):
+        raise ValueError(
+            "FRACTURE.FAST.STATIC_INFERENCE does not run image-level heads (MixedSupervisionRCNN)"
+        )
 
 
 def pool_all_levels(pooler, features: list, boxes: torch.Tensor) -> torch.Tensor:

@@ -73,12 +73,18 @@ class BatchPredictor:
         image = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         return {"image": image, "height": gray.shape[0], "width": gray.shape[1]}
 
-    @torch.inference_mode()
     def __call__(self, grays: list[np.ndarray]) -> list[Instances]:
         """Detections per image, boxes in original pixel coordinates, on the CPU (float32).
 
         Runs under ``FRACTURE.FAST.INFERENCE_DTYPE`` autocast, as evaluation does.
         """
+        return [out["instances"] for out in self.run(grays)]
+
+    @torch.inference_mode()
+    def run(self, grays: list[np.ndarray]) -> list[dict]:
+        """Per image ``{"instances": ..., "head_score": float | None}``: the detections as
+        :meth:`__call__` gives them, and the image-level head's probability (None for models
+        without one)."""
         if not grays:
             return []
         inputs = [self.preprocess(g) for g in grays]
@@ -91,7 +97,8 @@ class BatchPredictor:
             inst = o["instances"].to("cpu")
             inst.pred_boxes.tensor = inst.pred_boxes.tensor.float()
             inst.scores = inst.scores.float()
-            results.append(inst)
+            head = float(o["image_score"]) if "image_score" in o else None
+            results.append({"instances": inst, "head_score": head})
         return results
 
 

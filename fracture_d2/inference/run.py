@@ -124,8 +124,9 @@ def predict_files(
     for batch in loader:
         ok = [(i, g) for i, g, err in batch if err is None]
         skipped += [Skipped(str(files[i]), err) for i, _, err in batch if err is not None]
-        for (i, gray), inst in zip(ok, predictor([g for _, g in ok]), strict=True):
-            score = image_score(inst.scores.numpy(), score_method)
+        for (i, gray), out in zip(ok, predictor.run([g for _, g in ok]), strict=True):
+            inst, head = out["instances"], out["head_score"]
+            score = image_score(inst.scores.numpy(), score_method, head)
             kept = inst[inst.scores >= threshold]
             entry = {
                 "id": i + 1,
@@ -136,6 +137,8 @@ def predict_files(
                 "positive": bool(score >= threshold),
                 "n_boxes": len(kept),
             }
+            if head is not None:  # the image-level head's probability
+                entry["head_score"] = round(head, 5)
             if overlays:
                 save_rgb(
                     _draw(gray, inst, threshold, score, score_method), out / "overlays" / names[i]

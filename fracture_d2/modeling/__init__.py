@@ -12,4 +12,7 @@ the configs (as Detectron2's own ``detectron2.modeling`` registers its built-ins
 from fracture_d2.fast.roi_heads import BatchedROIHeads
 from fracture_d2.fast.rpn import BatchedRPN
 
-__all__ = ["BatchedROIHeads", "BatchedRPN"]
+from .image_head import ImageLabelHead
+from .mixed_rcnn import MixedSupervisionRCNN
+
+__all__ = ["BatchedROIHeads", "BatchedRPN", "ImageLabelHead", "MixedSupervisionRCNN"]

@@ -68,9 +68,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from detectron2.data import DatasetCatalog
 
+    from fracture_d2.data import register_all
     from fracture_d2.data.image_io import read_radiograph
     from fracture_d2.inference.predictor import BatchPredictor, load_cfg
 
+    register_all()
     cfg = load_cfg(a.config_file, a.opts)
     predictor = BatchPredictor(cfg)
     dicts = DatasetCatalog.get(a.dataset)[: a.images]
