@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils_io import atomic_open
 from .synth_mura_release import plan_release
 from .synth_radiograph import BODY_PARTS, render_radiograph
 
@@ -211,9 +212,8 @@ def _write_csvs(root: Path, jobs, studies) -> None:
 
 
 def _write_boxes(path: Path, jobs, box_fraction: float, rng) -> int:
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["image_path", "x_min", "y_min", "x_max", "y_max"])
         for j in jobs:
@@ -221,7 +221,6 @@ def _write_boxes(path: Path, jobs, box_fraction: float, rng) -> int:
                 for b in j.boxes:
                     w.writerow([j.rel_path] + [int(v) for v in b])
                     n += 1
-    os.replace(tmp, path)
     return n
 
 

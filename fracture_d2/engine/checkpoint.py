@@ -2,47 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 from detectron2.checkpoint import DetectionCheckpointer
 
-
-class _AtomicFile:
-    """A write-mode file that lands at ``path`` (by rename) only when closed without error."""
-
-    def __init__(self, path: str, mode: str):
-        self._path = path
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or "."
-        )
-        self._f = os.fdopen(fd, mode)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def close(self):
-        if self._f.closed:
-            return
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self._tmp, self._path)
-
-    def discard(self):
-        self._f.close()
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
-        return False
+from fracture_d2.utils_io import atomic_open
 
 
 class AtomicPathManager:
@@ -60,9 +22,12 @@ class AtomicPathManager:
         return getattr(self._base, name)
 
     def open(self, path, mode="r", *args, **kwargs):
+        """Local writes: :func:`fracture_d2.utils_io.atomic_open`, a context manager (fvcore
+        writes checkpoints and the ``last_checkpoint`` tag in ``with`` blocks); the rest: the
+        wrapped manager's ``open``."""
         local = "://" not in str(path)
         if local and any(m in mode for m in "wx") and "+" not in mode:
-            return _AtomicFile(str(path), mode)
+            return atomic_open(path, mode.replace("x", "w"), *args, **kwargs)
         return self._base.open(path, mode, *args, **kwargs)
 
 

@@ -87,8 +87,17 @@ def predictions_from_list(data, gt: GroundTruth, source="<predictions>", allow_e
     return Predictions(str(source), index.astype(np.int64), xywh, score, category)
 
 
-def load_predictions(path, gt: GroundTruth) -> Predictions:
-    """Read ``coco_instances_results.json`` and validate it against ``gt``."""
+def read_prediction_file(path) -> tuple[list, list | None]:
+    """A predictions file: Detectron2's ``coco_instances_results.json`` (a list of detections)
+    or ``tools/predict.py``'s ``predictions.json`` (``images`` + ``results``).
+
+    Returns:
+        ``(detections, images)``: the COCO results list, and the predict.py ``images`` entries
+        (None for a plain results list).
+
+    Raises:
+        EvaluationError: unreadable, empty, not JSON, or neither format.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -102,7 +111,16 @@ def load_predictions(path, gt: GroundTruth) -> Predictions:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise EvaluationError(path, f"is not valid JSON ({e.msg})", e.lineno) from None
-    return predictions_from_list(data, gt, path)
+    if isinstance(data, dict):
+        if "results" not in data or "images" not in data:
+            raise EvaluationError(path, "expected a COCO results list or tools/predict.py output")
+        return data["results"], data["images"]
+    return data, None
+
+
+def load_predictions(path, gt: GroundTruth) -> Predictions:
+    """Read a predictions file (:func:`read_prediction_file`) and validate it against ``gt``."""
+    return predictions_from_list(read_prediction_file(path)[0], gt, Path(path))
 
 
 def with_head_scores(preds: Predictions, gt: GroundTruth, scores: dict, source) -> Predictions:

@@ -14,6 +14,7 @@ import numpy as np
 
 from fracture_d2.data.errors import DataError
 from fracture_d2.evaluation import image_score, match_detections
+from fracture_d2.evaluation.predictions import read_prediction_file
 
 SELECTIONS = ("worst-fp", "missed", "tp", "sample", "all")
 SELECTION_TITLES = {
@@ -103,15 +104,7 @@ def load_predictions(path) -> tuple[dict, list[dict] | None]:
         ``(by_image, images)``: image id -> ``(boxes xyxy (P, 4), scores (P,))``, and the
         ``images`` entries of a predict.py file (None for a plain results list).
     """
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(path, f"cannot read predictions JSON: {e}") from e
-    images = None
-    if isinstance(data, dict):
-        if "results" not in data or "images" not in data:
-            raise DataError(path, "expected a COCO results list or tools/predict.py output")
-        data, images = data["results"], data["images"]
+    data, images = read_prediction_file(path)
     grouped: dict[int, tuple[list, list]] = {}
     for i, p in enumerate(data):
         try:
