@@ -59,3 +59,26 @@ def atomic_dir(path: str | os.PathLike):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_training_metrics(path) -> dict[int, dict]:
+    """Detectron2's ``metrics.json`` (one JSON object per line) as iteration -> scalars.
+
+    Records of one iteration are merged and later lines win, so a resumed run's re-logged
+    iterations replace the old ones. An unfinished last line (training still running) is
+    ignored; a broken line elsewhere is an error naming the line.
+    """
+    lines = Path(path).read_text().splitlines()
+    merged: dict[int, dict] = {}
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if no == len(lines):
+                break
+            raise ValueError(f"{path}:{no}: not a JSON object ({e})") from e
+        if "iteration" in rec:
+            merged.setdefault(int(rec["iteration"]), {}).update(rec)
+    return dict(sorted(merged.items()))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from dicom_utils import write_dicom
 
-from fracture_d2.data.dicom import is_dicom, load_image, read_dicom
+from fracture_d2.data.dicom import is_dicom, read_dicom
 from fracture_d2.data.errors import DataError
+from fracture_d2.data.images import load_image
 from fracture_d2.inference.loading import collect_inputs
 
 # 12-bit values 0..4080 stored in 16 bits: one row of a ramp, repeated.

@@ -11,7 +11,7 @@ import torch
 from eval_report import eval_metrics
 
 from fracture_d2.inference import BatchPredictor, load_cfg
-from fracture_d2.visualization.curves import read_training_metrics
+from fracture_d2.utils_io import read_training_metrics
 from fracture_d2.visualization.gradcam import explain
 from fracture_d2.visualization.overlay import COLORS, DrawBox, draw_boxes
 from fracture_d2.visualization.panels import gt_boxes, pred_boxes

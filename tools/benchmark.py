@@ -101,6 +101,7 @@ def main(argv=None) -> int:
         cfg.MODEL.DEVICE = a.device
     root = synthetic_benchmark_data(Path(tmp.name), a.patients)
     register_all(root)
+    register_all()  # the user's $DETECTRON2_DATASETS, for --eval-dataset
     cfg.DATASETS.TRAIN = ("bench_synthetic_train",)
     if not cfg.MODEL.WEIGHTS or "://" in cfg.MODEL.WEIGHTS:
         # speed does not depend on the weights; a random init avoids any download

@@ -18,8 +18,6 @@ Example (the README's table):
 """
 
 import argparse
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,97 +41,30 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _run(name: str, cmd: list, env: dict) -> None:
-    print(f"\n=== benchmark_supervision: {name}\n$ {shlex.join(['python', *cmd])}", flush=True)
-    t = time.time()
-    if subprocess.run([sys.executable, *cmd], cwd=REPO, env=env).returncode != 0:
-        raise SystemExit(f"benchmark_supervision: step '{name}' failed (see above)")
-    print(f"=== {name}: {time.time() - t:.0f} s", flush=True)
-
-
 def main(argv=None) -> int:
-    import os
-
     a = parse_args(argv)
     sys.path.insert(0, str(REPO))
     from fracture_d2.data.box_fraction import check_fraction
     from fracture_d2.data.errors import DataError
-    from fracture_d2.self_training import PseudoRule
-    from fracture_d2.supervision_benchmark import ARMS, arm_steps, run_metrics, summary_table
-    from fracture_d2.utils_io import atomic_open, write_json_atomic
+    from fracture_d2.selftrain import PseudoRule
+    from fracture_d2.selftrain.benchmark import ARMS, run_benchmark, summary_table
 
     try:
         check_fraction(a.box_fraction)
         rule = PseudoRule(a.floor, a.threshold).check()
+        arms = a.arms or list(ARMS)
+        unknown = sorted(set(arms) - set(ARMS))
+        if unknown:
+            raise ValueError(f"unknown --arms {unknown}; arms: {list(ARMS)}")
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    arms = a.arms or list(ARMS)
-    out = Path(a.out).resolve()
-    root = out / "datasets"  # the benchmark's own $DETECTRON2_DATASETS
-    env = {**os.environ, "DETECTRON2_DATASETS": str(root), "PYTHONPATH": str(REPO)}
-    name, raw = "sup_synthetic", root / "raw"
-    if not (root / name / "annotations" / f"{name}_train.json").is_file():
-        _run(
-            "generate",
-            [
-                "datasets/generate_synthetic_mura.py",
-                "--out",
-                raw,
-                "--patients",
-                a.patients,
-                "--seed",
-                0,
-                "--overwrite",
-            ],
-            env,
-        )
-        _run(
-            "prepare",
-            [
-                "datasets/prepare_mura.py",
-                "--mura-root",
-                raw / "MURA-v1.1",
-                "--boxes",
-                raw / "boxes.csv",
-                "--out",
-                root / name,
-                "--name",
-                name,
-            ],
-            env,
-        )
-    runs, t0 = [], time.time()
-    for seed in a.seeds:
-        partial = f"{name}_train_box{100 * a.box_fraction:g}_s{seed}"
-        if not (root / name / "annotations" / f"{partial}.json").is_file():
-            _run(
-                f"box fraction, seed {seed}",
-                [
-                    "datasets/make_box_fraction.py",
-                    "--dataset",
-                    f"{name}_train",
-                    "--fraction",
-                    a.box_fraction,
-                    "--seed",
-                    seed,
-                ],
-                env,
-            )
-        data = {"full": f"{name}_train", "partial": partial, "test": f"{name}_test_all"}
-        for arm in arms:
-            steps, final = arm_steps(arm, a.config_file, seed, data, out, a.opts, a.rounds, rule)
-            if run_metrics(final) is None:
-                for step, cmd in steps:
-                    _run(step, cmd, env)
-            metrics = run_metrics(final)
-            runs.append({"arm": arm, "seed": seed, **metrics, "run": str(final)})
-            report = {"box_fraction": a.box_fraction, "config": a.config_file, "runs": runs}
-            write_json_atomic(out / "supervision.json", report, indent=2)
-    table = summary_table(runs, a.box_fraction)
-    with atomic_open(out / "supervision.md", "w", encoding="utf-8") as f:
-        f.write(table)
-    print(f"\n{table}\nwrote {out / 'supervision.json'}, supervision.md ({time.time() - t0:.0f} s)")
+    out, t0 = Path(a.out).resolve(), time.time()
+    runs = run_benchmark(
+        out, a.seeds, a.box_fraction, a.config_file, arms, a.patients, a.rounds, rule, a.opts
+    )
+    print(f"\n{summary_table(runs, a.box_fraction)}")
+    print(f"wrote {out / 'supervision.json'}, supervision.md ({time.time() - t0:.0f} s)")
     return 0
 
 

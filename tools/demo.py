@@ -13,11 +13,7 @@ Each step is the command a user would type; they are printed as they run. Traili
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,18 +22,12 @@ TEST_SET = "mura_synthetic_test_all"  # every test image (box metrics skip unann
 AP50_GOAL = 60.0
 
 
-def _run(step: str, cmd: list) -> float:
-    print(f"\n=== demo: {step}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
-    t = time.time()
-    rc = subprocess.run([str(c) for c in cmd], cwd=REPO).returncode
-    if rc != 0:
-        raise SystemExit(f"demo: step '{step}' failed with exit code {rc} (see above)")
-    return time.time() - t
-
-
 def _final_metrics(output_dir: Path) -> dict:
-    records = [json.loads(line) for line in open(output_dir / "metrics.json")]
-    evals = [r for r in records if "bbox/AP50" in r]
+    from fracture_d2.utils_io import read_training_metrics
+
+    evals = [
+        r for r in read_training_metrics(output_dir / "metrics.json").values() if "bbox/AP50" in r
+    ]
     if not evals:
         raise SystemExit(f"demo: no bbox metrics in {output_dir / 'metrics.json'}")
     return evals[-1]
@@ -52,8 +42,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from fracture_d2.data.register import datasets_root
+    from fracture_d2.steps import run_step
 
-    data, out, py = datasets_root() / "mura_synthetic", Path(a.output_dir), sys.executable
+    data, out = datasets_root() / "mura_synthetic", Path(a.output_dir)
     preds = out / "inference" / TEST_SET / "coco_instances_results.json"
     steps = [
         (
@@ -125,7 +116,7 @@ def main(argv=None) -> int:
             ],
         ),
     ]
-    times = {name: _run(f"{name}: {what}", [py, *cmd]) for name, what, cmd in steps}
+    times = {name: run_step(f"{name}: {what}", cmd, who="demo") for name, what, cmd in steps}
     m = _final_metrics(REPO / out)
     print("\n=== demo: done")
     print("  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from fracture_d2.data import register_all
     from fracture_d2.inference import BatchPredictor, load_cfg
-    from fracture_d2.self_training import PseudoRule, pseudo_label, score_pseudo_boxes
+    from fracture_d2.selftrain import PseudoRule, pseudo_label, score_pseudo_boxes
     from fracture_d2.utils_io import write_json_atomic
 
     register_all()

@@ -14,13 +14,8 @@ Example:
 """
 
 import argparse
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
@@ -40,7 +35,8 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     a.config_file, a.output_dir = str(Path(a.config_file).resolve()), Path(a.output_dir).resolve()
     from fracture_d2.inference import load_cfg
-    from fracture_d2.self_training import PseudoRule, self_training_steps
+    from fracture_d2.selftrain import PseudoRule, self_training_steps
+    from fracture_d2.steps import run_step
 
     try:
         cfg = load_cfg(a.config_file, a.opts)
@@ -58,12 +54,8 @@ def main(argv=None) -> int:
         print(f"self_train: {e}", file=sys.stderr)
         return 2
     for name, cmd in steps:
-        print(f"\n=== self_train: {name}\n$ {shlex.join(['python', *cmd])}", flush=True)
-        t = time.time()
-        if subprocess.run([sys.executable, *cmd], cwd=REPO).returncode != 0:
-            print(f"self_train: step '{name}' failed (see above)", file=sys.stderr)
-            return 1
-        print(f"=== self_train: {name} took {time.time() - t:.0f} s", flush=True)
+        seconds = run_step(name, cmd, who="self_train")
+        print(f"=== self_train: {name} took {seconds:.0f} s", flush=True)
     print(f"\nself_train: the last student: {a.output_dir}/round{a.rounds}/model_final.pth")
     return 0
 

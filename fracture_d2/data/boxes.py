@@ -130,11 +130,3 @@ def read_box_files(paths, normalise=lambda p: p, validator: Validator | None = N
         read = read_box_coco if Path(p).suffix.lower() == ".json" else read_box_csv
         boxes.extend(read(p, normalise, validator))
     return boxes
-
-
-def clip_box(box: Box, width: int, height: int, tolerance: float = 2.0) -> Box:
-    """Clip a box to the image if it overshoots by at most ``tolerance`` px, else raise."""
-    xyxy = Validator(tolerance=tolerance).box(
-        (box.x0, box.y0, box.x1, box.y1), (width, height), box.source, box.row, box.image
-    )
-    return Box(box.image, *xyxy, box.label, box.source, box.row, box.declared)

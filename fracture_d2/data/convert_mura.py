@@ -19,7 +19,7 @@ Boxes come from CSV or COCO JSON exports (:mod:`.boxes`), several files merged (
 counted once). Every image and box goes through the :class:`.validate.Validator`; an image with
 a rejected box is kept out of the detection JSONs (it stays in the ``_all`` sets and the table,
 ``"annotated": false``). Images are read by header only, so the full release (40,005 images)
-converts in seconds (``datasets/benchmark_prepare_mura.py``).
+converts in seconds (``tools/dev/benchmark_prepare_mura.py``).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from .class_map import ClassMap, fracture_first
 from .coco import build_coco
 from .errors import DataError
 from .mura import BODY_PARTS, canonical_path, image_path, mura_file_name, read_mura_split
-from .output import TABLE_FIELDS, format_summary, write_dataset, written_counts
+from .output import write_dataset, written_counts
 from .splits import split_patients
 from .validate import MAX_PIXELS, Validator
 
-__all__ = ["TABLE_FIELDS", "format_summary", "prepare_mura"]
+__all__ = ["prepare_mura"]
 
 
 def _assign_splits(train_images, val_fraction, seed) -> set:

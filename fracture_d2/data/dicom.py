@@ -130,17 +130,3 @@ def read_dicom(path) -> np.ndarray:
     except (OSError, ValueError, EOFError) as e:
         raise DataError(path, f"cannot read DICOM: {e}") from e
     return dicom_to_uint8(ds, path)
-
-
-def load_image(path) -> np.ndarray:
-    """Read a radiograph file (PNG/JPEG/BMP/TIFF, or DICOM by its marker or suffix) as a 2-D
-    uint8 image.
-
-    Raises:
-        DataError: the file cannot be read; the message names the file and the reason.
-    """
-    from .image_io import read_radiograph
-
-    if is_dicom(path):
-        return read_dicom(path)
-    return read_radiograph(path)

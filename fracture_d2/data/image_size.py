@@ -94,16 +94,3 @@ def read_image_header(path) -> ImageHeader:
         raise ImageTooLarge(path, f"far larger than any radiograph ({e})") from None
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise DataError(path, f"not a readable image ({e})") from None
-
-
-def read_image_size(path) -> tuple[int, int]:
-    """Return ``(width, height)`` of an image as displayed, from its header only.
-
-    Raises:
-        DataError: the file is missing or its header is not an image.
-    """
-    try:
-        header = read_image_header(path)
-    except FileNotFoundError:
-        raise DataError(path, "image file not found") from None
-    return header.width, header.height

@@ -24,7 +24,6 @@ BODY_PARTS = (
     "XR_SHOULDER",
     "XR_WRIST",
 )
-OFFICIAL_SPLITS = ("train", "valid")
 _IMAGE_RE = re.compile(
     r"^(?P<root>[^/]+)/(?P<split>train|valid)/(?P<part>XR_[A-Z]+)/patient(?P<patient>\d+)/"
     r"(?P<study>study\d+_(?P<label>positive|negative))/(?P<image>[^/]+)$"

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..utils_io import atomic_open
 from .synth_mura_release import plan_release
-from .synth_radiograph import BODY_PARTS, render_radiograph
+from .synth_radiograph import render_radiograph
 
 logger = logging.getLogger(__name__)
 
@@ -224,4 +224,4 @@ def _write_boxes(path: Path, jobs, box_fraction: float, rng) -> int:
     return n
 
 
-__all__ = ["BODY_PARTS", "generate_synthetic_mura"]
+__all__ = ["generate_synthetic_mura"]

@@ -5,7 +5,7 @@ of the MURA paper's table (they add up to the release's 36,808 train and 3,197 v
 patients are 11,184 (train) and 783 (valid), numbered like the release (valid continues after
 train). About 1% of patients appear under a second body part, a quirk of the release. Each
 study has 1-11 images. Used by ``generate_synthetic_mura(..., release_counts=True)`` to time
-the converter at full scale (``datasets/benchmark_prepare_mura.py``).
+the converter at full scale (``tools/dev/benchmark_prepare_mura.py``).
 """
 
 from __future__ import annotations

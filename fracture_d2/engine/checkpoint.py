@@ -31,14 +31,16 @@ class AtomicPathManager:
         return self._base.open(path, mode, *args, **kwargs)
 
 
-def make_atomic(checkpointer):
-    """Make a (fvcore/Detectron2) checkpointer write atomically; returns it for chaining."""
-    if not isinstance(checkpointer.path_manager, AtomicPathManager):
-        checkpointer.path_manager = AtomicPathManager(checkpointer.path_manager)
-    return checkpointer
+class AtomicCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer whose checkpoints and ``last_checkpoint`` tag are written
+    atomically (its path manager wrapped in :class:`AtomicPathManager`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path_manager = AtomicPathManager(self.path_manager)
 
 
-class UntaggedCheckpointer(DetectionCheckpointer):
+class UntaggedCheckpointer(AtomicCheckpointer):
     """A checkpointer whose saves do not move ``last_checkpoint`` (used for ``model_best``).
 
     Detectron2's ``BestCheckpointer`` saves through the checkpointer it is given; with the

@@ -8,7 +8,6 @@ import os
 import weakref
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.engine.defaults import create_ddp_model
@@ -27,7 +26,7 @@ from fracture_d2.evaluation.evaluator import (
     eval_options,
 )
 
-from .checkpoint import UntaggedCheckpointer, make_atomic
+from .checkpoint import AtomicCheckpointer, UntaggedCheckpointer
 from .hooks import (
     BestModelCheckpointer,
     EarlyStop,
@@ -115,24 +114,33 @@ class Trainer(DefaultTrainer):
         cpu = not cfg.MODEL.DEVICE.startswith("cuda")
         ddp_kwargs = {"device_ids": None} if cpu else {}
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
-            model, data_loader, optimizer
-        )
-        if cfg.SOLVER.AMP.ENABLED:
-            self._trainer.precision = fast.amp_dtype(cfg)
-            if self._trainer.precision == torch.bfloat16:
-                # bf16 has float32's range: no loss scaling, and so no host-device sync per
-                # step for the scaler's inf check (states of either kind load into the other)
-                self._trainer.grad_scaler = torch.amp.GradScaler("cuda", enabled=False)
-        self._trainer.gather_metric_period = max(1, cfg.FRACTURE.FAST.METRICS_PERIOD)
+        self._trainer = self._train_loop(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @staticmethod
+    def _train_loop(cfg, model, data_loader, optimizer):
+        """Detectron2's SimpleTrainer, or AMPTrainer with ``SOLVER.AMP.PRECISION``; losses
+        gathered every ``FRACTURE.FAST.METRICS_PERIOD`` iterations."""
+        period = max(1, cfg.FRACTURE.FAST.METRICS_PERIOD)
+        if not cfg.SOLVER.AMP.ENABLED:
+            return SimpleTrainer(model, data_loader, optimizer, gather_metric_period=period)
+        precision = fast.amp_dtype(cfg)
+        # bf16 has float32's range: no loss scaling, and so no host-device sync per step for the
+        # scaler's inf check (states of either kind load into the other)
+        scaler = torch.amp.GradScaler("cuda", enabled=precision != torch.bfloat16)
+        return AMPTrainer(
+            model,
+            data_loader,
+            optimizer,
+            gather_metric_period=period,
+            grad_scaler=scaler,
+            precision=precision,
+        )
 
     @classmethod
     def build_model(cls, cfg):
@@ -212,7 +220,6 @@ class Trainer(DefaultTrainer):
         )
 
     def build_hooks(self):
-        make_atomic(self.checkpointer)
         ret = super().build_hooks()
         cfg, period = self.cfg, self.cfg.TEST.EVAL_PERIOD
         if period <= 0:
@@ -224,7 +231,7 @@ class Trainer(DefaultTrainer):
             extra_before.append(ValidationLoss(period, val_dataset(cfg), mapper))
         best = cfg.SOLVER.BEST_CHECKPOINT
         if best.ENABLED and comm.is_main_process():
-            untagged = make_atomic(UntaggedCheckpointer(self.model, cfg.OUTPUT_DIR))
+            untagged = UntaggedCheckpointer(self.model, cfg.OUTPUT_DIR)
             extra_after.append(BestModelCheckpointer(period, untagged, best.METRIC, best.MODE))
         if cfg.SOLVER.EARLY_STOP.PATIENCE > 0:
             extra_after.append(

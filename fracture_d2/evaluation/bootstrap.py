@@ -57,14 +57,6 @@ def make_bootstrap(patients, n_images: int, n_resamples: int = 1000, seed: int =
     return Bootstrap(weights.astype(np.float64), unit_of_image.astype(np.int64), unit, seed)
 
 
-def unit_sums(unit: np.ndarray, n_units: int, values: np.ndarray) -> np.ndarray:
-    """Sum ``values`` (``(N,)`` or ``(N, C)``) per unit -> ``(U,)`` or ``(U, C)``."""
-    values = np.asarray(values, np.float64)
-    out = np.zeros((n_units, *values.shape[1:]))
-    np.add.at(out, unit, values)
-    return out
-
-
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[list | None, int]:
     """Percentile interval of the finite ``values`` (undefined resamples are NaN).
 

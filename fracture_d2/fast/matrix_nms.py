@@ -1,7 +1,7 @@
 """Greedy NMS for many groups of boxes at once, as tensor operations (``FRACTURE.FAST.MATRIX_NMS``).
 
 torchvision's NMS handles one set of boxes per call, and on a GPU each call ends in a serial
-kernel and a host wait (the H200 profile in the README: the RPN's per-image NMS was a quarter of
+kernel and a host wait (the H200 profile in docs/speed.md: the RPN's per-image NMS was a quarter of
 the GPU time of a training step of batch 16). :func:`nms_keep` computes the same result for a
 whole (groups, boxes) tensor at once (every image and pyramid level of a batch, or every image
 and class) from the pairwise-IoU matrix:
@@ -29,7 +29,7 @@ import torch
 CHUNK_ELEMENTS = 1 << 26
 
 # Rounds before a caller first reads the convergence flag (with counts it reads anyway). On the
-# demo model's RPN proposals (`tools/nms_rounds.py`, README "Speed") a sizeable share of the
+# demo model's RPN proposals (`tools/dev/nms_rounds.py`, docs/speed.md) a sizeable share of the
 # image-level groups needs more than 6 rounds, and a batch of 16 has 80 groups, so 6 rounds
 # would nearly always mean a second read.
 FIRST_ROUNDS = 12
@@ -151,7 +151,7 @@ def rounds_needed(
     """(G,) int64: per group, the rounds after which a round first changes nothing, i.e. the
     fewest ``rounds`` for which :func:`nms_keep_rounds` reports convergence on that group alone
     (a batch needs the maximum over its groups). For choosing :data:`FIRST_ROUNDS` /
-    ``FRACTURE.FAST.NMS_ROUNDS`` (``tools/nms_rounds.py``); one host read per round."""
+    ``FRACTURE.FAST.NMS_ROUNDS`` (``tools/dev/nms_rounds.py``); one host read per round."""
     nms = MatrixNMS(boxes, scores, valid, iou_threshold)
     need = torch.ones(scores.shape[0], dtype=torch.int64, device=scores.device)
     if nms.empty:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from detectron2.modeling.matcher import Matcher
+from fvcore.nn import smooth_l1_loss
 
 from .device import host_to_device
 
@@ -114,3 +115,11 @@ def roi_classes(matched_classes, match_labels, num_classes: int) -> torch.Tensor
     (``num_classes``) below the IoU threshold, -1 (ignored) where the matcher says so."""
     matched_classes = matched_classes.masked_fill(match_labels == 0, num_classes)
     return matched_classes.masked_fill(match_labels == -1, -1)
+
+
+def masked_smooth_l1(pred, target, mask, beta: float) -> torch.Tensor:
+    """Sum of the smooth-L1 loss over the rows ``mask`` selects, without indexing (which would
+    wait for the device). Unselected targets may be inf (boxes of background anchors are zeros):
+    they are zeroed first, so neither the loss nor its gradient sees them."""
+    target = torch.where(mask[..., None], target, torch.zeros_like(target))
+    return (smooth_l1_loss(pred, target, beta, reduction="none") * mask[..., None]).sum()

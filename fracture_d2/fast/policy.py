@@ -9,6 +9,7 @@ config forces a switch everywhere.
 from __future__ import annotations
 
 import torch
+from detectron2.utils.events import get_event_storage
 
 # switch -> {(device type, "training" | "inference")} where auto means on
 AUTO_ON = {
@@ -24,3 +25,18 @@ def switch_on(name: str, value, device, training: bool) -> bool:
         return bool(value)
     mode = "training" if training else "inference"
     return (torch.device(device).type, mode) in AUTO_ON[name]
+
+
+def fast_switches(cfg) -> dict:
+    """The constructor arguments of the batched heads from ``FRACTURE.FAST``."""
+    fast = cfg.FRACTURE.FAST
+    return {
+        "batched": fast.BATCHED_HEADS,
+        "matrix_nms": fast.MATRIX_NMS,
+        "metrics_period": max(1, fast.METRICS_PERIOD),
+    }
+
+
+def log_now(module) -> bool:
+    """Whether this iteration writes metrics (``FRACTURE.FAST.METRICS_PERIOD``)."""
+    return (get_event_storage().iter + 1) % module.metrics_period == 0

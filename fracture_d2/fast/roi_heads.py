@@ -24,7 +24,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from .detections import BatchedFastRCNNOutputLayers
+from .box_predictor import BatchedFastRCNNOutputLayers
 from .device import host_to_device
 from .padded import (
     match_batched,
@@ -34,9 +34,8 @@ from .padded import (
     roi_classes,
     sample_mask,
 )
-from .policy import switch_on
+from .policy import fast_switches, log_now, switch_on
 from .pooler import BatchedROIPooler
-from .rpn import fast_switches, log_now
 
 # Detectron2's objectness logit for ground truth appended to the proposals (sigmoid ~ 1)
 GT_LOGIT = math.log((1.0 - 1e-10) / (1 - (1.0 - 1e-10)))

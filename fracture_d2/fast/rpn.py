@@ -30,36 +30,12 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
-from fvcore.nn import smooth_l1_loss
 
 from .anchors import CachedAnchorGenerator
 from .box_transform import encode
-from .padded import match_batched, pad_boxes, pairwise_iou_batched, sample_mask
-from .policy import switch_on
+from .padded import masked_smooth_l1, match_batched, pad_boxes, pairwise_iou_batched, sample_mask
+from .policy import fast_switches, log_now, switch_on
 from .proposals import select_proposals, top_decoded_proposals
-
-
-def log_now(module) -> bool:
-    """Whether this iteration writes metrics (``FRACTURE.FAST.METRICS_PERIOD``)."""
-    return (get_event_storage().iter + 1) % module.metrics_period == 0
-
-
-def masked_smooth_l1(pred, target, mask, beta: float) -> torch.Tensor:
-    """Sum of the smooth-L1 loss over the rows ``mask`` selects, without indexing (which would
-    wait for the device). Unselected targets may be inf (boxes of background anchors are zeros):
-    they are zeroed first, so neither the loss nor its gradient sees them."""
-    target = torch.where(mask[..., None], target, torch.zeros_like(target))
-    return (smooth_l1_loss(pred, target, beta, reduction="none") * mask[..., None]).sum()
-
-
-def fast_switches(cfg) -> dict:
-    """The constructor arguments of the batched heads from ``FRACTURE.FAST``."""
-    fast = cfg.FRACTURE.FAST
-    return {
-        "batched": fast.BATCHED_HEADS,
-        "matrix_nms": fast.MATRIX_NMS,
-        "metrics_period": max(1, fast.METRICS_PERIOD),
-    }
 
 
 @PROPOSAL_GENERATOR_REGISTRY.register()

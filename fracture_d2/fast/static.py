@@ -25,6 +25,7 @@ it returns and reruns a batch that did not converge with the model's own forward
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -207,9 +208,14 @@ def inference_model(model, cfg):
         return model
     model = getattr(model, "module", model)  # DDP: the model itself runs inference
     key = (fast.NMS_ROUNDS, fast.STATIC_PAD, fast.COMPILE_BACKBONE, fast.COMPILE_MODE)
-    cached = model.__dict__.get("_static_inference")  # not a registered submodule
+    cached = _STATIC_MODELS.get(model)
     if cached is None or cached[0] != key:
         mode = fast.COMPILE_MODE if fast.COMPILE_BACKBONE else None
         cached = (key, StaticInferenceModel(model, fast.NMS_ROUNDS, fast.STATIC_PAD, mode))
-        model.__dict__["_static_inference"] = cached
+        _STATIC_MODELS[model] = cached
     return cached[1]
+
+
+# model -> (its switches, its StaticInferenceModel): compiled graphs are reused across
+# evaluations of the same model, and go with it
+_STATIC_MODELS = weakref.WeakKeyDictionary()

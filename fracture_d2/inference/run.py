@@ -13,8 +13,8 @@ import torch
 from tqdm import tqdm
 
 from fracture_d2.data.coco import DEFAULT_CLASSES
-from fracture_d2.data.dicom import load_image
 from fracture_d2.data.errors import DataError
+from fracture_d2.data.images import load_image
 from fracture_d2.evaluation import image_score
 from fracture_d2.utils_io import write_json_atomic
 
@@ -124,8 +124,8 @@ def predict_files(
     for batch in loader:
         ok = [(i, g) for i, g, err in batch if err is None]
         skipped += [Skipped(str(files[i]), err) for i, _, err in batch if err is not None]
-        for (i, gray), out in zip(ok, predictor.run([g for _, g in ok]), strict=True):
-            inst, head = out["instances"], out["head_score"]
+        for (i, gray), pred in zip(ok, predictor.run([g for _, g in ok]), strict=True):
+            inst, head = pred["instances"], pred["head_score"]
             score = image_score(inst.scores.numpy(), score_method, head)
             kept = inst[inst.scores >= threshold]
             entry = {

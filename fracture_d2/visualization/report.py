@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fracture_d2.data.dicom import load_image
 from fracture_d2.data.errors import DataError
+from fracture_d2.data.images import load_image
 from fracture_d2.evaluation import match_detections
+from fracture_d2.utils_io import read_training_metrics
 
 from . import selection as sel
-from .curves import plot_evaluation, plot_training, read_training_metrics
+from .curves import plot_evaluation, plot_training
 from .html import Picture, Section, Table, evaluation_tables, write_index
 from .panels import render_grid, render_heatmap, render_panel
 from .summary import threshold_table, training_table, write_selection

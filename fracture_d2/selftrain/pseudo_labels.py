@@ -1,17 +1,20 @@
-"""Self-training from image labels: a teacher boxes the image-label-only positives, the rule of
-:func:`fracture_d2.data.pseudo_boxes.select_boxes` keeps its boxes, a student trains on real and
-pseudo boxes, for a set number of rounds (``tools/pseudo_label.py``, ``tools/self_train.py``).
-"""
+"""Pseudo boxes from a teacher: its detections on the image-label-only positives, kept by the
+rule of :func:`fracture_d2.data.pseudo_boxes.select_boxes` (``tools/pseudo_label.py``), and
+scored against the real boxes where those are known."""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from tqdm import tqdm
 
-from fracture_d2.data.dicom import load_image
+from fracture_d2.data.images import load_image
 from fracture_d2.data.pseudo_boxes import pseudo_coco, select_boxes
+from fracture_d2.evaluation.froc import xywh_to_xyxy
+from fracture_d2.evaluation.matching import match_detections
 
 logger = logging.getLogger("fracture_d2")
 
@@ -74,14 +77,9 @@ def score_pseudo_boxes(pseudo: dict, hidden: dict, iou_threshold: float = 0.5) -
     """Pseudo boxes against the real boxes they stand in for (``make_box_fraction.py``'s
     ``*_hidden.json``), by the FROC hit rule: the share of pseudo boxes that hit a real box
     (precision), of real boxes hit (recall), and of labelled images with at least one hit."""
-    from collections import defaultdict
-
-    import numpy as np
-
-    from fracture_d2.evaluation.matching import match_detections
 
     def xyxy(anns):
-        return np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+        return xywh_to_xyxy(np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4))
 
     real, mine = defaultdict(list), defaultdict(list)
     for a in hidden.get("annotations", []):
@@ -104,46 +102,3 @@ def score_pseudo_boxes(pseudo: dict, hidden: dict, iou_threshold: float = 0.5) -
         "recall": found / n_real if n_real else None,
         "images_with_a_hit": images_hit / len(mine) if mine else None,
     }
-
-
-def self_training_steps(
-    config_file: str,
-    opts: list,
-    train_set: str,
-    out_dir,
-    rounds: int,
-    rule: PseudoRule,
-    teacher: str | None = None,
-    hidden: str | None = None,
-) -> list[tuple[str, list[str]]]:
-    """The commands of ``rounds`` self-training rounds, each ``(step name, argv)`` of a
-    project tool: the teacher trained (unless ``teacher`` weights are given), then per round
-    pseudo boxes for ``train_set`` from the latest model and a student trained on them.
-
-    ``out_dir/round0`` holds the teacher, ``out_dir/round<r>`` the round's pseudo boxes and
-    student. ``opts``: ``KEY VALUE`` overrides for every step."""
-    if rounds < 1:
-        raise ValueError(f"self-training needs at least one round, got {rounds}")
-    rule.check()
-    steps, opts = [], [str(o) for o in opts]
-    weights = teacher
-    if weights is None:
-        run = f"{out_dir}/round0"
-        steps.append(("teacher", _train(config_file, run, opts)))
-        weights = f"{run}/model_final.pth"
-    for r in range(1, rounds + 1):
-        run = f"{out_dir}/round{r}"
-        boxes = f"{run}/pseudo_boxes.json"
-        label = ["tools/pseudo_label.py", "--config-file", config_file, "--dataset", train_set]
-        label += ["--out", boxes, "--floor", str(rule.floor), "--threshold", str(rule.threshold)]
-        label += ["--round", str(r)] + (["--hidden", hidden] if hidden else [])
-        steps.append((f"pseudo boxes {r}", label + [*opts, "MODEL.WEIGHTS", weights]))
-        steps.append(
-            (f"student {r}", _train(config_file, run, opts + ["FRACTURE.PSEUDO_BOXES", boxes]))
-        )
-        weights = f"{run}/model_final.pth"
-    return steps
-
-
-def _train(config_file: str, output_dir: str, opts: list) -> list[str]:
-    return ["tools/train_net.py", "--config-file", config_file, *opts, "OUTPUT_DIR", output_dir]

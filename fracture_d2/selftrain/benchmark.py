@@ -5,12 +5,14 @@ the test split by bbox AP50, FROC, image AUROC and study kappa."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from fracture_d2.self_training import self_training_steps
+from fracture_d2.steps import run_step, train_command
+from fracture_d2.utils_io import atomic_open, read_training_metrics, write_json_atomic
+
+from .rounds import self_training_steps
 
 ARMS = ("box_only", "mixed", "pseudo", "all_boxes")
 METRICS = {  # supervision.json key -> the run's metrics.json key
@@ -20,6 +22,7 @@ METRICS = {  # supervision.json key -> the run's metrics.json key
     "study_kappa": "fracture/study_kappa",
 }
 PLAIN, MIXED = "GeneralizedRCNN", "MixedSupervisionRCNN"
+WHO = "benchmark_supervision"
 
 
 def arm_steps(
@@ -37,10 +40,10 @@ def arm_steps(
         train = data["full"] if arm == "all_boxes" else data["partial"]
         plain = ["MODEL.META_ARCHITECTURE", PLAIN, "DATASETS.TRAIN", f"('{train}',)"]
         plain += ["FRACTURE.EVAL.IMAGE_SCORE", "max"]
-        return [(f"{arm}, seed {seed}", _train(config, run, common + plain))], run
+        return [(f"{arm}, seed {seed}", train_command(config, run, common + plain))], run
     mixed = common + ["MODEL.META_ARCHITECTURE", MIXED, "DATASETS.TRAIN", f"('{data['partial']}',)"]
     if arm == "mixed":
-        return [(f"mixed, seed {seed}", _train(config, run, mixed))], run
+        return [(f"mixed, seed {seed}", train_command(config, run, mixed))], run
     if arm != "pseudo":
         raise ValueError(f"unknown arm {arm!r}; arms: {ARMS}")
     teacher = out / f"seed{seed}" / "mixed" / "model_final.pth"
@@ -50,20 +53,13 @@ def arm_steps(
     return [(f"pseudo, seed {seed}: {n}", cmd) for n, cmd in steps], run / f"round{rounds}"
 
 
-def _train(config: str, run: Path, opts: list) -> list[str]:
-    return ["tools/train_net.py", "--config-file", config, *map(str, opts), "OUTPUT_DIR", str(run)]
-
-
 def run_metrics(run: Path) -> dict | None:
     """The final evaluation's numbers of a training run (None if it has not finished)."""
     path = Path(run) / "metrics.json"
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    final = [r for r in records if METRICS["ap50"] in r]
-    if not final:
-        return None
-    return {k: final[-1].get(v) for k, v in METRICS.items()}
+    final = [r for r in read_training_metrics(path).values() if METRICS["ap50"] in r]
+    return {k: final[-1].get(v) for k, v in METRICS.items()} if final else None
 
 
 def summary_table(runs: list[dict], fraction: float) -> str:
@@ -106,3 +102,53 @@ def summary_table(runs: list[dict], fraction: float) -> str:
                 f"{stats['box_only', 'image_auroc']:.3f}: goal {'met' if ok else 'missed'}."
             )
     return "\n".join(lines) + "\n"
+
+
+def synthetic_data(root: Path, patients: int, env: dict, name: str = "sup_synthetic") -> str:
+    """Generate and prepare the synthetic MURA-layout data under ``root`` (once) as ``name``."""
+    if not (root / name / "annotations" / f"{name}_train.json").is_file():
+        raw = root / "raw"
+        gen = ["datasets/generate_synthetic_mura.py", "--out", raw, "--patients", patients]
+        run_step("generate", gen + ["--seed", 0, "--overwrite"], env, WHO)
+        prep = ["datasets/prepare_mura.py", "--mura-root", raw / "MURA-v1.1", "--boxes"]
+        prep += [raw / "boxes.csv", "--out", root / name, "--name", name]
+        run_step("prepare", prep, env, WHO)
+    return name
+
+
+def run_benchmark(
+    out: Path, seeds, fraction: float, config: str, arms, patients: int, rounds: int, rule, opts
+) -> list[dict]:
+    """Run (or resume) every arm for every seed; write ``out/supervision.json`` after each run
+    and ``out/supervision.md`` at the end. Returns the runs."""
+    import os
+
+    root = out / "datasets"  # the benchmark's own $DETECTRON2_DATASETS
+    env = {**os.environ, "DETECTRON2_DATASETS": str(root)}
+    name = synthetic_data(root, patients, env)
+    runs = []
+    for seed in seeds:
+        partial = f"{name}_train_box{100 * fraction:g}_s{seed}"
+        if not (root / name / "annotations" / f"{partial}.json").is_file():
+            cmd = ["datasets/make_box_fraction.py", "--dataset", f"{name}_train"]
+            run_step(
+                f"box fraction, seed {seed}",
+                cmd + ["--fraction", fraction, "--seed", seed],
+                env,
+                WHO,
+            )
+        data = {"full": f"{name}_train", "partial": partial, "test": f"{name}_test_all"}
+        for arm in arms:
+            steps, final = arm_steps(arm, config, seed, data, out, opts, rounds, rule)
+            if run_metrics(final) is None:
+                for step, cmd in steps:
+                    run_step(step, cmd, env, WHO)
+            metrics = run_metrics(final)
+            if metrics is None:
+                raise SystemExit(f"{WHO}: {final}/metrics.json has no final evaluation")
+            runs.append({"arm": arm, "seed": seed, **metrics, "run": str(final)})
+            report = {"box_fraction": fraction, "config": config, "runs": runs}
+            write_json_atomic(out / "supervision.json", report, indent=2)
+    with atomic_open(out / "supervision.md", "w", encoding="utf-8") as f:
+        f.write(summary_table(runs, fraction))
+    return runs
