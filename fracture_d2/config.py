@@ -11,6 +11,15 @@ import fracture_d2.modeling  # noqa: F401  (registers the architectures the conf
 
 def add_fracture_config(cfg: CN) -> CN:
     """Add fracture_d2's keys (with their defaults) to a Detectron2 config, in place."""
+    _add_augmentation(cfg)
+    _add_training(cfg)
+    _add_image_head(cfg)
+    _add_fracture(cfg)
+    _add_speed(cfg)
+    return cfg
+
+
+def _add_augmentation(cfg: CN) -> None:
     aug = cfg.INPUT.RADIOGRAPH_AUG = CN()
     aug.ENABLED = True  # albumentations pipeline in the training mapper (test time: resize only)
     aug.HFLIP_PROB = 0.5  # left/right flip (radiographs of either side look alike)
@@ -30,6 +39,8 @@ def add_fracture_config(cfg: CN) -> CN:
     aug.NOISE_STD = (0.01, 0.04)  # noise std as a fraction of the intensity range
     aug.MIN_VISIBILITY = 0.3  # a box keeping less of its area after augmentation is dropped
 
+
+def _add_training(cfg: CN) -> None:
     # Cap negatives (images without boxes) per epoch at this many per positive; 0 keeps all.
     cfg.DATALOADER.NEG_POS_RATIO = 0.0
 
@@ -45,12 +56,22 @@ def add_fracture_config(cfg: CN) -> CN:
     cfg.SOLVER.EARLY_STOP = CN()
     # Stop after this many evaluations without improving BEST_CHECKPOINT.METRIC; 0 = never.
     cfg.SOLVER.EARLY_STOP.PATIENCE = 0
+    # Keep the data loader workers alive between epochs.
+    cfg.DATALOADER.PERSISTENT_WORKERS = False
+    # Pinned host memory; on a GPU, batches (training and evaluation) are moved to the device by
+    # non-blocking copies as they leave the loader.
+    cfg.DATALOADER.PIN_MEMORY = False
 
+
+def _add_image_head(cfg: CN) -> None:
     head = cfg.MODEL.IMAGE_HEAD = CN()  # MODEL.META_ARCHITECTURE "MixedSupervisionRCNN" only
     head.IN_FEATURES = ["p3", "p4", "p5", "p6"]  # FPN levels the image-level head pools
     head.POOLING = "max"  # over positions: "max" (a fracture is local) or "avg"
     head.LOSS_WEIGHT = 1.0  # weight of loss_image_cls (binary cross-entropy on image labels)
 
+
+def _add_fracture(cfg: CN) -> None:
+    """FRACTURE.*: validation, numerics, pseudo boxes and the medical evaluation."""
     cfg.FRACTURE = CN()
     # Pseudo boxes (tools/pseudo_label.py) laid over the training dataset they were made for:
     # its image-label-only positives that got boxes train as boxed; "" = none.
@@ -78,6 +99,8 @@ def add_fracture_config(cfg: CN) -> CN:
     ev.BOOTSTRAP = 1000  # patient-bootstrap resamples for 95% CIs; 0 = no CIs
     ev.BOOTSTRAP_SEED = 0  # seed of the bootstrap resampling
 
+
+def _add_speed(cfg: CN) -> None:
     # Speed switches (fracture_d2/fast; measurements: docs/speed.md). On by default on every
     # device: CHANNELS_LAST, FUSED_GRAD_CLIP. Auto (None) by default, i.e. on where measured
     # faster at equal AP (fracture_d2/fast/policy.py: CPU) and off elsewhere (GPUs, not yet
@@ -118,13 +141,6 @@ def add_fracture_config(cfg: CN) -> CN:
     # (GPUs) or "auto" (bfloat16 on CPUs that run it natively, float32 elsewhere; faster on
     # such CPUs, but AP50 moves by a box or two either way, so not the default).
     fast.INFERENCE_DTYPE = "float32"
-
-    # Keep the data loader workers alive between epochs.
-    cfg.DATALOADER.PERSISTENT_WORKERS = False
-    # Pinned host memory; on a GPU, batches (training and evaluation) are moved to the device by
-    # non-blocking copies as they leave the loader.
-    cfg.DATALOADER.PIN_MEMORY = False
-    return cfg
 
 
 def get_fracture_cfg() -> CN:
