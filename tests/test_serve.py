@@ -3,9 +3,6 @@ batching, the bounded queue, the token, and one real uvicorn process."""
 
 import base64
 import hashlib
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -30,30 +27,18 @@ from fracture_d2.inference import load_cfg, load_image
 from fracture_d2.inference.results import image_prediction
 from fracture_d2.inference.service import load_served_model
 from fracture_d2.serving import LoadedModel, ServeSettings, create_app
+from fracture_d2.serving.loadtest import server_process
 
-from conftest import REPO
+from conftest import SMOKE_CONFIG as SMOKE
 
-SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
 LIMITS = {"max_pixels": 200_000, "max_upload_bytes": 300_000}
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR: a DICOM file that is no image
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A seeded, untrained smoke model (its boxes score near 0.5: always some to check)."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    out = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    DetectionCheckpointer(build_model(load_cfg(SMOKE)), save_dir=str(out)).save("model")
-    return out / "model.pth"
-
-
-@pytest.fixture(scope="module")
-def served(weights) -> LoadedModel:
+def served(smoke_weights) -> LoadedModel:
     """The checkpoint as the service loads it (shared by every app in this module)."""
-    return load_served_model(load_cfg(SMOKE, ["MODEL.WEIGHTS", str(weights)]), SMOKE)
+    return load_served_model(load_cfg(SMOKE, ["MODEL.WEIGHTS", str(smoke_weights)]), SMOKE)
 
 
 @contextmanager
@@ -75,11 +60,11 @@ def post(client, data: bytes, name: str = "scan.png", field: str = "file", **par
     return client.post("/v1/predict", params=params, files={field: (name, data)})
 
 
-def test_health_ready_and_model_identity(client, weights):
+def test_health_ready_and_model_identity(client, smoke_weights):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["ready"] is True
     ident = client.get("/v1/model").json()
-    assert ident["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert ident["weights_sha256"] == hashlib.sha256(smoke_weights.read_bytes()).hexdigest()
     assert ident["config_name"] == "faster_rcnn_R_18_FPN_smoke"
     assert ident["classes"] == [{"id": 1, "name": "fracture"}]
     assert ident["thresholds"]["default"] == 0.5 and ident["backend"] == "pytorch"
@@ -294,31 +279,10 @@ def test_not_ready_until_loaded_and_load_failure_reported(served):
         assert r.status_code == 503 and "checkpoint not found" in r.json()["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_real_uvicorn_process(weights, tmp_path):
-    port = _free_port()
-    cmd = [sys.executable, str(REPO / "tools/serve.py"), "--config-file", SMOKE]
-    cmd += ["--port", str(port), "--log-level", "warning", "MODEL.WEIGHTS", str(weights)]
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            for _ in range(600):
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.stderr.read()
-                threading.Event().wait(0.1)
-            r = http.post("/v1/predict", files={"file": ("x.png", encode(radiograph()))})
-            assert r.status_code == 200 and r.json()["image"]["width"] == 112
-            assert http.post("/v1/predict", files={"file": ("x.txt", b"hi")}).status_code == 415
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def test_real_uvicorn_process(smoke_weights, tmp_path):
+    args = ["--config-file", SMOKE, "--log-level", "warning", "MODEL.WEIGHTS", str(smoke_weights)]
+    with server_process(args, timeout=120) as url, httpx.Client(base_url=url, timeout=30) as http:
+        r = http.post("/v1/predict", files={"file": ("x.png", encode(radiograph()))})
+        assert r.status_code == 200 and r.json()["image"]["width"] == 112
+        assert http.post("/v1/predict", files={"file": ("x.txt", b"hi")}).status_code == 415
+        assert "fracture_d2_requests_total" in http.get("/metrics").text
