@@ -212,30 +212,30 @@ def test_concurrent_requests_share_one_batch(served):
 
 
 def test_full_queue_answers_503_with_retry_after(served):
-    entered, gate = threading.Event(), threading.Event()
+    warmed, holding, gate = threading.Event(), threading.Event(), threading.Event()
 
     def predict(grays):
-        if entered.is_set():  # not the warm-up: hold the batch until the test lets it go
+        if warmed.is_set():  # not the warm-up: hold the batch until the test lets it go
+            holding.set()
             gate.wait(30)
-        entered.set()
+        warmed.set()
         return _box_of_its_size(grays)
 
     model = LoadedModel(predict, served.identity, (64, 64))
     with running(lambda: model, max_batch=1, max_wait_ms=0, queue_size=1) as c:
-        state = c.app.state.service
+        queue = c.app.state.service.queue
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(post, c, encode(radiograph()))
-            while state.queue.depth() != 0 or not entered.is_set():
-                threading.Event().wait(0.01)
-            threading.Event().wait(0.1)  # the worker now holds the first request
+            assert holding.wait(30)  # the worker computes the first request
             second = pool.submit(post, c, encode(radiograph()))
-            while state.queue.depth() != 1:
+            while queue.depth() != 1:  # the second waits in the queue, which is now full
                 threading.Event().wait(0.01)
             r = post(c, encode(radiograph()))
+            gate.set()
             assert (r.status_code, r.json()["error"]) == (503, "queue_full")
             assert int(r.headers["Retry-After"]) >= 1
-            gate.set()
             assert first.result().status_code == second.result().status_code == 200
+            assert "fracture_d2_queue_depth 0.0" in c.get("/metrics").text
 
 
 def test_bearer_token(served):
