@@ -27,7 +27,7 @@ from fracture_d2.inference import load_cfg, load_image
 from fracture_d2.inference.results import image_prediction
 from fracture_d2.inference.service import load_served_model
 from fracture_d2.serving import LoadedModel, ServeSettings, create_app
-from fracture_d2.serving.loadtest import server_process
+from fracture_d2.serving.loadtest import drive, server_process
 
 from conftest import SMOKE_CONFIG as SMOKE
 
@@ -286,3 +286,7 @@ def test_real_uvicorn_process(smoke_weights, tmp_path):
         assert r.status_code == 200 and r.json()["image"]["width"] == 112
         assert http.post("/v1/predict", files={"file": ("x.txt", b"hi")}).status_code == 415
         assert "fracture_d2_requests_total" in http.get("/metrics").text
+        # the benchmark's load generator: 4 clients for 1 s, every answer a 200
+        stats = drive(url, [("a.png", encode(radiograph()))], clients=4, seconds=1, warmup=0.2)
+        assert stats["requests"] > 0 and stats["errors"] == 0, stats
+        assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"]

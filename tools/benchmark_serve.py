@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Measure the REST service against offline prediction on the same images and config.
 
-In one run: tools/predict.py's code path (overlays off) over the images, then tools/serve.py
-with batching and with --max-batch 1, each driven by K concurrent loopback clients for S
-seconds. Prints requests/s, p50/p95/p99 latency and errors, and writes them as JSON, with the
-machine's load average around each phase (other jobs on the machine lower every number).
+In one run, for R rounds: tools/predict.py's code path (overlays off) over the images, then
+tools/serve.py with batching and with --max-batch 1, each driven by K concurrent loopback
+clients for S seconds. Prints requests/s, p50/p95/p99 latency and errors per leg and the
+medians, and writes them as JSON with the machine's load average at each leg (other jobs on
+the machine lower every number; legs of one round see about the same load).
 
 Example:
     python tools/benchmark_serve.py \\
         --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml \\
-        --images datasets/mura_synthetic/MURA-v1.1/valid --clients 16 --seconds 30 \\
+        --images datasets/mura_synthetic/MURA-v1.1/valid --clients 16 --seconds 20 \\
         --output output/benchmark_serve.json MODEL.WEIGHTS output/demo/model_final.pth
 """
 
@@ -34,7 +35,8 @@ def parse_args(argv=None):
     )
     p.add_argument("--max-images", type=int, default=200, help="use at most this many images")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (K)")
-    p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per phase (S)")
+    p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per leg (S)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of offline/batched/batch-1 legs")
     p.add_argument("--max-batch", type=int, default=8, help="the batched server's --max-batch")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="its --max-wait-ms")
     p.add_argument("--batch-size", type=int, default=4, help="offline batch (predict.py's)")
@@ -60,16 +62,20 @@ def _synthetic(folder: Path, n: int, side: int) -> list[Path]:
 
 
 def _print(report: dict) -> None:
-    off = report["offline"]
-    print(f"offline (predict.py path, batch {off['batch_size']}): {off['images_per_second']} img/s")
-    for name, s in report["served"].items():
-        lat = s["latency_ms"]
-        print(
-            f"served {name:8s} (max batch {s['max_batch']}, {s['clients']} clients): "
-            f"{s['requests_per_second']} req/s, p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']}"
-            f" ms, {s['errors']} errors, mean batch {s['mean_batch_size']}"
-        )
-    print("ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items()))
+    med = report["median_images_per_second"]
+    for k, off in enumerate(report["legs"]["offline"]):
+        print(f"round {k + 1}: offline {off['images_per_second']} img/s (load {off['load']:.1f})")
+        for name in ("batched", "batch1"):
+            s = report["legs"][name][k]
+            lat = s["latency_ms"]
+            print(
+                f"  served {name:7s}: {s['requests_per_second']} req/s, p50/p95/p99 "
+                f"{lat['p50']}/{lat['p95']}/{lat['p99']} ms, {s['errors']} errors, "
+                f"mean batch {s['mean_batch_size']} (load {s['load']:.1f})"
+            )
+    print("median img/s: " + ", ".join(f"{k} {v}" for k, v in med.items()))
+    ratios = {k: v for k, v in report["ratios"].items() if k != "per_round"}
+    print("ratios of medians: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
     for goal, met in report["goals"].items():
         print(f"goal {goal}: {'met' if met else 'MISSED'}")
 
@@ -82,6 +88,7 @@ def main(argv=None) -> int:
     from fracture_d2.utils_io import write_json_atomic
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     cfg = load_cfg(args.config_file, args.opts)
     try:
         check_weights(cfg)
@@ -107,6 +114,7 @@ def main(argv=None) -> int:
             args.max_wait_ms,
             args.batch_size,
             args.num_workers,
+            args.rounds,
         )
     report["command"] = ["tools/benchmark_serve.py", *(argv or sys.argv[1:])]
     write_json_atomic(args.output, report, indent=1)
