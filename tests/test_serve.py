@@ -159,6 +159,7 @@ def test_bad_uploads_get_4xx_json_and_the_server_keeps_serving(client, tmp_path)
     for kind in ("unsupported_type", "too_many_pixels", "dicom_multiframe", "invalid_request"):
         assert f'fracture_d2_errors_total{{kind="{kind}"}}' in metrics
     assert 'fracture_d2_requests_total{path="/v1/predict",status="415"} 1.0' in metrics
+    assert 'fracture_d2_requests_total{path="/v1/predict",status="413"} 4.0' in metrics
     assert "fracture_d2_request_seconds_bucket" in metrics
     assert "fracture_d2_batch_size_count" in metrics
 

@@ -26,13 +26,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from fracture_d2.inference.results import draw_prediction, image_prediction
 
 from .auth import token_checker
-from .batching import BatchQueue, QueueFull
+from .batching import BatchQueue, BatchResult, QueueFull
 from .errors import ServiceError, install_error_handlers, too_large_detail
 from .limits import BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .schemas import ErrorBody, ModelIdentity, Prediction, Readiness
 from .settings import MULTIPART_SLACK, LoadedModel, ServeSettings
-from .upload import decode_upload
+from .upload import DecodedUpload, decode_upload
 
 logger = logging.getLogger(__name__)
 ERRORS = {c: {"model": ErrorBody} for c in (400, 401, 413, 415, 422, 500, 503)}
@@ -67,6 +67,19 @@ class ServiceState:
             logger.exception("loading the model failed")
             self.error = f"{type(e).__name__}: {e}"
 
+    async def infer(self, gray: np.ndarray, name: str) -> BatchResult:
+        """Queue one image for the batching thread and wait for its result (503 if full)."""
+        try:
+            future = self.queue.submit(gray)
+        except QueueFull as e:
+            raise ServiceError(
+                503,
+                "queue_full",
+                f"{name}: {self.queue.queue_size} images are waiting already; retry later",
+                {"Retry-After": str(e.retry_after)},
+            ) from None
+        return await asyncio.wrap_future(future)
+
     def require_ready(self) -> None:
         """Raise 503 (with Retry-After) until the model is ready."""
         if not self.ready.is_set():
@@ -74,7 +87,21 @@ class ServiceState:
             raise ServiceError(503, "not_ready", detail, {"Retry-After": "5"})
 
 
-def _png_base64(rgb: np.ndarray) -> str:
+async def _read_upload(file: UploadFile, name: str, settings: ServeSettings) -> DecodedUpload:
+    data = await file.read()
+    if len(data) > settings.max_upload_bytes:
+        raise ServiceError(
+            413,
+            "too_large",
+            f"{name}: {len(data)} bytes is over the upload limit of {settings.max_upload_bytes} "
+            "bytes (start the server with a larger --max-upload-mb)",
+        )
+    return await run_in_threadpool(decode_upload, data, name, settings.max_pixels)
+
+
+def _overlay_png(gray: np.ndarray, pred, score_method: str) -> str:
+    """The image with its boxes, as base64 PNG."""
+    rgb = draw_prediction(gray, pred, score_method)
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("PNG encoding of the overlay failed")
@@ -111,7 +138,6 @@ def create_app(loader: Callable[[], LoadedModel], settings: ServeSettings) -> Fa
         lifespan=lifespan,
     )
     app.state.service = state
-    app.add_middleware(RequestMetrics, metrics=metrics)
     answer = install_error_handlers(
         app, lambda kind: metrics.errors.labels(kind).inc(), settings.max_upload_bytes
     )
@@ -121,6 +147,7 @@ def create_app(loader: Callable[[], LoadedModel], settings: ServeSettings) -> Fa
         max_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
         refuse=lambda: answer(413, "too_large", too_large),
     )
+    app.add_middleware(RequestMetrics, metrics=metrics)  # added last: outermost, counts all
     authorized = token_checker(settings.token)
 
     @app.get("/healthz", summary="The process is up")
@@ -145,11 +172,7 @@ def create_app(loader: Callable[[], LoadedModel], settings: ServeSettings) -> Fa
         state.require_ready()
         return state.model.identity
 
-    @app.post(
-        "/v1/predict",
-        response_model=Prediction,
-        responses=ERRORS,
-    )
+    @app.post("/v1/predict", response_model=Prediction, responses=ERRORS)
     async def predict(
         file: Annotated[UploadFile, File(description="PNG, JPEG (8/16-bit) or DICOM file")],
         _auth: Annotated[None, Depends(authorized)],
@@ -164,37 +187,16 @@ def create_app(loader: Callable[[], LoadedModel], settings: ServeSettings) -> Fa
         """Detect fractures in one image; boxes in the image's own pixel coordinates."""
         state.require_ready()
         thr = settings.threshold if threshold is None else threshold
-        name = _client_name(file)
+        name, method = _client_name(file), settings.score_method
         t0 = time.perf_counter()
-        data = await file.read()
-        if len(data) > settings.max_upload_bytes:
-            raise ServiceError(
-                413,
-                "too_large",
-                f"{name}: {len(data)} bytes is over the upload limit of "
-                f"{settings.max_upload_bytes} bytes (start the server with a larger "
-                "--max-upload-mb)",
-            )
-        upload = await run_in_threadpool(decode_upload, data, name, settings.max_pixels)
+        upload = await _read_upload(file, name, settings)
         decode_ms = 1000 * (time.perf_counter() - t0)
-        try:
-            future = state.queue.submit(upload.gray)
-        except QueueFull as e:
-            raise ServiceError(
-                503,
-                "queue_full",
-                f"{name}: {settings.queue_size} images are waiting already; retry later",
-                {"Retry-After": str(e.retry_after)},
-            ) from None
-        done = await asyncio.wrap_future(future)
-        pred = image_prediction(done.output, 1, name, upload.gray.shape, thr, settings.score_method)
-        png = None
-        if overlay:
-            rgb = await run_in_threadpool(draw_prediction, upload.gray, pred, settings.score_method)
-            png = await run_in_threadpool(_png_base64, rgb)
+        done = await state.infer(upload.gray, name)
+        pred = image_prediction(done.output, 1, name, upload.gray.shape, thr, method)
+        png = await run_in_threadpool(_overlay_png, upload.gray, pred, method) if overlay else None
         return Prediction(
             threshold=thr,
-            image_score=settings.score_method,
+            image_score=method,
             image=pred.entry,
             results=pred.results,
             dicom=upload.dicom,
