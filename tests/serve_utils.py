@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pydicom
 from dicom_utils import write_dicom
+from pydicom.uid import generate_uid
 
 from fracture_d2.data.synth_radiograph import render_radiograph
 
@@ -26,8 +27,13 @@ def encode(gray: np.ndarray, ext: str = ".png") -> bytes:
 
 
 def dicom_bytes(tmp_path, name: str, pixels: np.ndarray, **kwargs) -> bytes:
-    """A DICOM file's bytes (see ``dicom_utils.write_dicom`` for the options)."""
-    return write_dicom(tmp_path / name, pixels, **kwargs).read_bytes()
+    """A DICOM file's bytes, with Study and Series Instance UIDs (see
+    ``dicom_utils.write_dicom`` for the options)."""
+    path = write_dicom(tmp_path / name, pixels, **kwargs)
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
 
 
 def dicom_without_pixels(tmp_path, name: str, sop_class: str) -> bytes:

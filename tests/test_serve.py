@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import cv2
 import httpx
 import numpy as np
+import pydicom
 import pytest
 import torch
 from detectron2.structures import Boxes, Instances
@@ -91,15 +92,22 @@ def test_16bit_png_jpeg_and_dicom(client, served, tmp_path):
         body = post(client, data, name).json()
         assert (body["image"]["width"], body["image"]["height"]) == (100, 128), body
     stored = ((255 - gray.astype(np.uint16)) * 16).astype(np.uint16)  # 12-bit, inverted
-    data = dicom_bytes(tmp_path, "m1.dcm", stored, photometric="MONOCHROME1", bits_stored=12)
-    body = post(client, data, "m1.dcm").json()
-    ds = __import__("pydicom").dcmread(tmp_path / "m1.dcm")
-    assert body["dicom"]["sop_instance_uid"] == ds.SOPInstanceUID
-    assert body["dicom"]["study_instance_uid"] == (ds.get("StudyInstanceUID") or None)
-    want = image_prediction(
-        served.predict([load_image(tmp_path / "m1.dcm")])[0], 1, "m1.dcm", (128, 100)
-    )
-    assert body["image"] == want.entry and body["results"] == want.results
+    dicoms = {
+        "m1.dcm": {"photometric": "MONOCHROME1", "bits_stored": 12},
+        "ct.dcm": {"slope": 2.0, "intercept": -1024.0, "window": (1000.0, 3000.0)},
+    }
+    for name, options in dicoms.items():
+        body = post(client, dicom_bytes(tmp_path, name, stored, **options), name).json()
+        ds = pydicom.dcmread(tmp_path / name)
+        assert body["dicom"] == {
+            "study_instance_uid": ds.StudyInstanceUID,
+            "series_instance_uid": ds.SeriesInstanceUID,
+            "sop_instance_uid": ds.SOPInstanceUID,
+        }
+        # the project's loader decides the pixels (rescale, window, MONOCHROME1)
+        inst = served.predict([load_image(tmp_path / name)])[0]
+        want = image_prediction(inst, 1, name, (128, 100))
+        assert body["image"] == want.entry and body["results"] == want.results
 
 
 def test_overlay_png(client):
@@ -281,13 +289,21 @@ def test_not_ready_until_loaded_and_load_failure_reported(served):
 
 
 def test_real_uvicorn_process(smoke_weights, tmp_path):
+    """tools/serve.py as users start it, with the token from the environment."""
     args = ["--config-file", SMOKE, "--log-level", "warning", "MODEL.WEIGHTS", str(smoke_weights)]
-    with server_process(args, timeout=120) as url, httpx.Client(base_url=url, timeout=30) as http:
-        r = http.post("/v1/predict", files={"file": ("x.png", encode(radiograph()))})
+    token = {"Authorization": "Bearer t0ken"}
+    with (
+        server_process(args, timeout=120, env={"FRACTURE_D2_TOKEN": "t0ken"}) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        png = ("x.png", encode(radiograph()))
+        assert http.post("/v1/predict", files={"file": png}).status_code == 401
+        r = http.post("/v1/predict", files={"file": png}, headers=token)
         assert r.status_code == 200 and r.json()["image"]["width"] == 112
-        assert http.post("/v1/predict", files={"file": ("x.txt", b"hi")}).status_code == 415
+        txt = ("x.txt", b"hi")
+        assert http.post("/v1/predict", files={"file": txt}, headers=token).status_code == 415
         assert "fracture_d2_requests_total" in http.get("/metrics").text
         # the benchmark's load generator: 4 clients for 1 s, every answer a 200
-        stats = drive(url, [("a.png", encode(radiograph()))], clients=4, seconds=1, warmup=0.2)
+        stats = drive(url, [png], clients=4, seconds=1, warmup=0.2, headers=token)
         assert stats["requests"] > 0 and stats["errors"] == 0, stats
         assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"]

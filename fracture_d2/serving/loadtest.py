@@ -87,9 +87,9 @@ async def _client(http, uploads, first: int, step: int, stop_at: float, records:
         records.append((time.perf_counter() - t0, status, batch))
 
 
-async def _drive(url, uploads, clients, seconds, warmup) -> tuple[list, float]:
+async def _drive(url, uploads, clients, seconds, warmup, headers) -> tuple[list, float]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=headers) as http:
         # Warm-up: every client's connection opened and a few batches run, not timed.
         end = time.monotonic() + warmup
         await asyncio.gather(*(_client(http, uploads, c, clients, end, []) for c in range(clients)))
@@ -102,12 +102,20 @@ async def _drive(url, uploads, clients, seconds, warmup) -> tuple[list, float]:
         return records, time.monotonic() - t0
 
 
-def drive(url: str, uploads: list, clients: int, seconds: float, warmup: float = 3.0) -> dict:
+def drive(
+    url: str,
+    uploads: list,
+    clients: int,
+    seconds: float,
+    warmup: float = 3.0,
+    headers: dict | None = None,
+) -> dict:
     """POST ``uploads`` ((name, bytes) pairs, round robin) from ``clients`` concurrent clients
     for ``seconds`` (after ``warmup`` seconds); requests still running at the end finish and
-    count. Returns requests/s, latency percentiles (ms), errors by kind and mean batch size.
+    count; ``headers`` go with every request (e.g. a bearer token). Returns requests/s, latency
+    percentiles (ms), errors by status and mean batch size.
     """
-    records, elapsed = asyncio.run(_drive(url, uploads, clients, seconds, warmup))
+    records, elapsed = asyncio.run(_drive(url, uploads, clients, seconds, warmup, headers))
     latency = np.array([r[0] for r in records]) * 1000
     ok = [r for r in records if r[1] == 200]
     errors = Counter(str(r[1]) for r in records if r[1] != 200)
