@@ -6,7 +6,7 @@ STAMP := $(VENV)/.fracture_d2-setup
 # Scripts in tools/ and datasets/ import the package from this checkout, installed or not.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup demo test lint format clean wheelhouse
+.PHONY: setup demo serve test lint format clean wheelhouse
 
 setup: $(STAMP)
 
@@ -16,6 +16,12 @@ $(STAMP): requirements.txt setup.py tools/setup_env.sh
 
 demo: setup
 	$(PYTHON) tools/demo.py
+
+# The REST service on the demo's model (after make demo): make serve [PORT=8000] [WEIGHTS=...]
+serve: setup
+	$(PYTHON) tools/serve.py --port $(or $(PORT),8000) \
+		--config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml \
+		MODEL.WEIGHTS $(or $(WEIGHTS),output/demo/model_final.pth)
 
 test: setup
 	$(PYTHON) -m pytest tests

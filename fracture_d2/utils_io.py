@@ -82,3 +82,14 @@ def read_training_metrics(path) -> dict[int, dict]:
         if "iteration" in rec:
             merged.setdefault(int(rec["iteration"]), {}).update(rec)
     return dict(sorted(merged.items()))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 2**20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (checkpoints are hundreds of MB)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

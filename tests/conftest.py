@@ -56,3 +56,22 @@ def datasets_root(synthetic_raw, tmp_path_factory) -> Path:
         val_fraction=0.2,
     )
     return root
+
+
+SMOKE_CONFIG = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_weights(tmp_path_factory) -> Path:
+    """A seeded, untrained smoke model's checkpoint: its box scores sit near 0.5, so it always
+    predicts boxes, which is what plumbing tests need (detection quality is not tested)."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from fracture_d2.inference import load_cfg
+
+    out = tmp_path_factory.mktemp("smoke_model")
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(load_cfg(SMOKE_CONFIG)), save_dir=str(out)).save("model")
+    return out / "model.pth"

@@ -12,14 +12,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fracture_d2.data.coco import DEFAULT_CLASSES
 from fracture_d2.data.errors import DataError
 from fracture_d2.data.images import load_image
-from fracture_d2.evaluation import image_score
 from fracture_d2.utils_io import write_json_atomic
 
 from .loading import InputList, Skipped
-from .predictor import BatchPredictor, instances_to_results
+from .predictor import BatchPredictor
+from .results import categories, draw_prediction, image_prediction
 
 FORMAT = "fracture_d2.predictions/1"
 
@@ -58,13 +57,6 @@ def overlay_names(files: list[Path]) -> list[Path]:
     return names
 
 
-def categories(cfg) -> list[dict]:
-    """COCO categories of the model's classes (the project's names when the count matches)."""
-    n = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    names = DEFAULT_CLASSES if n == len(DEFAULT_CLASSES) else [f"class_{k}" for k in range(n)]
-    return [{"id": k, "name": c} for k, c in enumerate(names, 1)]
-
-
 @dataclass
 class PredictionRun:
     """What a run produced: the JSON path, image count and skipped inputs."""
@@ -77,17 +69,6 @@ class PredictionRun:
     def reasons(self) -> Counter:
         """Skipped inputs counted by reason (its first clause, without details)."""
         return Counter(s.reason.split(";")[0].split(" (")[0].split(":")[0] for s in self.skipped)
-
-
-def _draw(gray, instances, threshold: float, score: float, method: str):
-    from fracture_d2.visualization.overlay import DrawBox, draw_boxes
-
-    keep = instances.scores >= threshold
-    boxes = [
-        DrawBox(tuple(b.tolist()), "pred", f"{s:.2f}")
-        for b, s in zip(instances.pred_boxes.tensor[keep], instances.scores[keep], strict=True)
-    ]
-    return draw_boxes(gray, boxes, header=f"image score {score:.2f} ({method})")
 
 
 def predict_files(
@@ -124,28 +105,21 @@ def predict_files(
     for batch in loader:
         ok = [(i, g) for i, g, err in batch if err is None]
         skipped += [Skipped(str(files[i]), err) for i, _, err in batch if err is not None]
-        for (i, gray), pred in zip(ok, predictor.run([g for _, g in ok]), strict=True):
-            inst, head = pred["instances"], pred["head_score"]
-            score = image_score(inst.scores.numpy(), score_method, head)
-            kept = inst[inst.scores >= threshold]
-            entry = {
-                "id": i + 1,
-                "file_name": str(files[i]),
-                "width": int(gray.shape[1]),
-                "height": int(gray.shape[0]),
-                "score": round(score, 5),
-                "positive": bool(score >= threshold),
-                "n_boxes": len(kept),
-            }
-            if head is not None:  # the image-level head's probability
-                entry["head_score"] = round(head, 5)
+        for (i, gray), o in zip(ok, predictor.run([g for _, g in ok]), strict=True):
+            pred = image_prediction(
+                o["instances"],
+                i + 1,
+                files[i],
+                gray.shape,
+                threshold,
+                score_method,
+                o["head_score"],
+            )
             if overlays:
-                save_rgb(
-                    _draw(gray, inst, threshold, score, score_method), out / "overlays" / names[i]
-                )
-                entry["overlay"] = str(Path("overlays") / names[i])
-            images.append(entry)
-            results += instances_to_results(kept, i + 1)
+                save_rgb(draw_prediction(gray, pred, score_method), out / "overlays" / names[i])
+                pred.entry["overlay"] = str(Path("overlays") / names[i])
+            images.append(pred.entry)
+            results += pred.results
         bar.update(len(batch))
         bar.set_postfix(skipped=len(skipped) - len(inputs.skipped))
     bar.close()
