@@ -30,3 +30,15 @@ def run_step(name: str, cmd: list, env: dict | None = None, who: str = "fracture
     if subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, env=env).returncode != 0:
         raise SystemExit(f"{who}: step '{name}' failed (see above)")
     return time.time() - t
+
+
+def synthetic_data_steps(folder, name: str, patients: int, seed: int = 0) -> list[tuple]:
+    """The two steps that make the synthetic MURA-layout data in ``folder`` and register it
+    as ``name`` (``name_train``, ``name_test_all``, ...): ``(step, description, command)``."""
+    gen = ["datasets/generate_synthetic_mura.py", "--out", folder, "--patients", patients]
+    prep = ["datasets/prepare_mura.py", "--mura-root", f"{folder}/MURA-v1.1", "--boxes"]
+    prep += [f"{folder}/boxes.csv", "--out", folder, "--name", name]
+    return [
+        ("generate", "synthetic MURA-v1.1 tree + box CSV", gen + ["--seed", seed, "--overwrite"]),
+        ("prepare", f"COCO splits {name}_{{train,val,test,test_all,...}}", prep),
+    ]

@@ -45,78 +45,42 @@ def main(argv=None) -> int:
     from fracture_d2.steps import run_step
 
     data, out = datasets_root() / "mura_synthetic", Path(a.output_dir)
+    steps = demo_steps(data, out, a.patients, a.seed, a.opts)
+    times = {name: run_step(f"{name}: {what}", cmd, who="demo") for name, what, cmd in steps}
+    return report(times, data, out)
+
+
+def demo_steps(data: Path, out: Path, patients: int, seed: int, opts: list) -> list[tuple]:
+    """generate, prepare, train, evaluate, visualize: ``(step, description, command)``."""
+    from fracture_d2.steps import synthetic_data_steps, train_command
+
     preds = out / "inference" / TEST_SET / "coco_instances_results.json"
-    steps = [
-        (
-            "generate",
-            "synthetic MURA-v1.1 tree + box CSV",
-            [
-                "datasets/generate_synthetic_mura.py",
-                "--out",
-                data,
-                "--patients",
-                a.patients,
-                "--seed",
-                a.seed,
-                "--overwrite",
-            ],
-        ),
-        (
-            "prepare",
-            "COCO splits mura_synthetic_{train,val,test,test_all,...}",
-            [
-                "datasets/prepare_mura.py",
-                "--mura-root",
-                data / "MURA-v1.1",
-                "--boxes",
-                data / "boxes.csv",
-                "--out",
-                data,
-                "--name",
-                "mura_synthetic",
-            ],
-        ),
+    evaluate = ["tools/evaluate.py", "--dataset", TEST_SET, "--predictions", preds]
+    visualize = ["tools/visualize.py", "--dataset", TEST_SET, "--predictions", preds]
+    visualize += ["--metrics", out / "metrics.json", "--eval-dir", out / "evaluation"]
+    visualize += ["--output", out / "visualizations", "--config-file", CONFIG]
+    return synthetic_data_steps(data, "mura_synthetic", patients, seed) + [
         (
             "train",
-            f"from scratch on CPU, then COCO evaluation on {TEST_SET}",
-            ["tools/train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", out, *a.opts],
+            f"from scratch on CPU, then evaluation on {TEST_SET}",
+            train_command(CONFIG, out, opts),
         ),
         (
             "evaluate",
-            "FROC, image/study level with bootstrap CIs, per body part",
-            [
-                "tools/evaluate.py",
-                "--dataset",
-                TEST_SET,
-                "--predictions",
-                preds,
-                "--out",
-                out / "evaluation",
-            ],
+            "FROC, image/study level with CIs, per body part",
+            evaluate + ["--out", out / "evaluation"],
         ),
         (
             "visualize",
-            "GT vs prediction panels, heatmaps, curves, index.html",
-            [
-                "tools/visualize.py",
-                "--dataset",
-                TEST_SET,
-                "--predictions",
-                preds,
-                "--metrics",
-                out / "metrics.json",
-                "--eval-dir",
-                out / "evaluation",
-                "--output",
-                out / "visualizations",
-                "--config-file",
-                CONFIG,
-                "MODEL.WEIGHTS",
-                out / "model_final.pth",
-            ],
+            "panels, heatmaps, curves, index.html",
+            visualize + ["MODEL.WEIGHTS", out / "model_final.pth"],
         ),
     ]
-    times = {name: run_step(f"{name}: {what}", cmd, who="demo") for name, what, cmd in steps}
+
+
+def report(times: dict, data: Path, out: Path) -> int:
+    """Print where everything went and the AP; 1 if AP50 missed the goal."""
+    preds = out / "inference" / TEST_SET / "coco_instances_results.json"
     m = _final_metrics(REPO / out)
     print("\n=== demo: done")
     print("  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fracture_d2.steps import run_step, train_command
+from fracture_d2.steps import run_step, synthetic_data_steps, train_command
 from fracture_d2.utils_io import atomic_open, read_training_metrics, write_json_atomic
 
 from .rounds import self_training_steps
@@ -107,12 +107,8 @@ def summary_table(runs: list[dict], fraction: float) -> str:
 def synthetic_data(root: Path, patients: int, env: dict, name: str = "sup_synthetic") -> str:
     """Generate and prepare the synthetic MURA-layout data under ``root`` (once) as ``name``."""
     if not (root / name / "annotations" / f"{name}_train.json").is_file():
-        raw = root / "raw"
-        gen = ["datasets/generate_synthetic_mura.py", "--out", raw, "--patients", patients]
-        run_step("generate", gen + ["--seed", 0, "--overwrite"], env, WHO)
-        prep = ["datasets/prepare_mura.py", "--mura-root", raw / "MURA-v1.1", "--boxes"]
-        prep += [raw / "boxes.csv", "--out", root / name, "--name", name]
-        run_step("prepare", prep, env, WHO)
+        for step, what, cmd in synthetic_data_steps(root / name, name, patients):
+            run_step(f"{step}: {what}", cmd, env, WHO)
     return name
 
 
