@@ -5,7 +5,7 @@ also flipped left/right; boxes merged by the model's NMS).
 
 The evaluators write to ``OUTPUT_DIR/inference_TTA/<dataset>/`` (Detectron2 uses one
 ``inference_TTA`` folder, where several test datasets would overwrite each other's files) and
-the results are returned under ``<dataset>_TTA``, next to the plain evaluation's.
+the results are returned with ``_TTA`` appended to their keys, as in Detectron2.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def test_with_tta(trainer_cls, cfg, model) -> OrderedDict:
         trainer_cls: the Trainer class (its ``build_evaluator`` and ``test`` are used).
 
     Returns:
-        ``{"<dataset>_TTA": results}``.
+        ``Trainer.test``'s results with ``_TTA`` appended to each key (``bbox_TTA`` for one
+        test dataset, ``<dataset>_TTA`` for several).
     """
     check_tta(cfg)
     plain = getattr(model, "module", model)  # DDP: TTA wraps the model itself
