@@ -92,6 +92,8 @@ def submit(
         for task, job in zip(tasks, tqdm(jobs, desc="waiting", unit="job"), strict=True):
             try:
                 job.result()
-            except Exception as e:  # submitit re-raises the task's error with its traceback
-                failures.append(f"{task.run.label}: job {job.job_id} failed: {str(e)[-300:]}")
+            except Exception:  # submitit re-raises the task's error with its whole traceback
+                log = f"{task.run.output_dir}/train_stdout.log"
+                failures.append(f"{task.run.label}: job {job.job_id} failed; see {log} and "
+                                f"{job.paths.stderr}")  # fmt: skip
     return failures

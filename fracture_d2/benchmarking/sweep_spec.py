@@ -95,10 +95,11 @@ def _merged(config_file: Path, opts: list):
     try:
         cfg.merge_from_file(str(config_file))
         cfg.merge_from_list(opts)
-    except KeyError as e:  # Detectron2: "Non-existent config key: X"
-        raise ValueError(f"unknown config key ({e.args[0]})") from None
-    except (AssertionError, ValueError, TypeError) as e:
-        raise ValueError(f"bad override ({e})") from None
+    except (KeyError, AssertionError, ValueError, TypeError) as e:
+        msg = str(e.args[0] if e.args else e)
+        # yacs: KeyError "Non-existent config key: X" (files), AssertionError (overrides)
+        what = "unknown config key" if "Non-existent" in msg else "bad override"
+        raise ValueError(f"{what} ({msg})") from None
     return cfg
 
 
