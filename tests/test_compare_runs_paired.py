@@ -12,7 +12,7 @@ from conftest import run_script
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    ds, preds = write_case(root / "data" / "test.json")
+    ds, preds = write_case(root / "d2" / "mura_synthetic" / "annotations" / f"{DATASET}.json")
     fake_sweep(root / "runs", ds, preds, {"good": 0.05, "bad": 0.7})
     for s in (0, 1, 2):  # "twin": exactly good's predictions, another name
         src = root / "runs" / "good" / f"seed{s}" / "inference" / DATASET
@@ -24,9 +24,16 @@ def sweep(tmp_path_factory):
 def test_by_config_summary_and_paired_tests(sweep, tmp_path):
     out = tmp_path / "cmp"
     proc = run_script(
-        "tools/compare_runs.py", sweep / "runs", "--paired", "good", "bad", "--out", out,
-        "--resamples", "300",
-    )  # fmt: skip
+        "tools/compare_runs.py",
+        sweep / "runs",
+        "--paired",
+        "good",
+        "bad",
+        "--out",
+        out,
+        "--resamples",
+        "300",
+    )
     assert "Paired tests: `good` (A) vs `bad` (B)" in proc.stdout
     groups = {g["config"]: g for g in json.loads((out / "summary.json").read_text())["groups"]}
     assert set(groups) == {"good", "bad", "twin"} and groups["good"]["runs"] == 3
@@ -46,8 +53,17 @@ def test_by_config_summary_and_paired_tests(sweep, tmp_path):
 
 def test_identical_predictions_show_no_difference(sweep, tmp_path):
     out = tmp_path / "cmp"
-    run_script("tools/compare_runs.py", sweep / "runs", "--paired", "good", "twin", "--out", out,
-               "--resamples", "200")  # fmt: skip
+    run_script(
+        "tools/compare_runs.py",
+        sweep / "runs",
+        "--paired",
+        "good",
+        "twin",
+        "--out",
+        out,
+        "--resamples",
+        "200",
+    )
     by = {(r["test_set"], r["metric"]): r for r in csv.DictReader(open(out / "paired.csv"))}
     for m in ("AP50", "froc", "image_auroc"):
         assert abs(float(by[(DATASET, m)]["delta"])) < 1e-9 and float(by[(DATASET, m)]["p"]) == 1.0
@@ -58,9 +74,16 @@ def test_paired_runs_on_different_test_sets_are_refused(sweep, tmp_path):
     write_run(tmp_path / "runs" / "small" / "seed0", ds, preds, "small", 0)
     out = tmp_path / "cmp"
     proc = run_script(
-        "tools/compare_runs.py", sweep / "runs" / "good", tmp_path / "runs", "--paired", "good",
-        "small", "--out", out, check=False,
-    )  # fmt: skip
+        "tools/compare_runs.py",
+        sweep / "runs" / "good",
+        tmp_path / "runs",
+        "--paired",
+        "good",
+        "small",
+        "--out",
+        out,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1
     assert "image_scores.csv" in lines[0] and "same test set" in lines[0]

@@ -13,8 +13,18 @@ from fracture_d2.engine.tta import check_tta
 QUICK = "configs/quick_schedules/{}_R_18_FPN_smoke.yaml"
 VAL = "mura_synthetic_val"
 # smaller still than the smoke run (64 px), one TTA size (+ flip): a few seconds per evaluation
-FAST = ["SOLVER.CHECKPOINT_PERIOD", 100, "FRACTURE.EVAL.BOOTSTRAP", 20, "INPUT.MIN_SIZE_TRAIN",
-        "(64,)", "INPUT.MIN_SIZE_TEST", 64, "TEST.AUG.MIN_SIZES", "(64,)"]  # fmt: skip
+FAST = [
+    "SOLVER.CHECKPOINT_PERIOD",
+    100,
+    "FRACTURE.EVAL.BOOTSTRAP",
+    20,
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MIN_SIZE_TEST",
+    64,
+    "TEST.AUG.MIN_SIZES",
+    "(64,)",
+]
 
 
 def _cfg(name, out, *opts):

@@ -16,8 +16,13 @@ from conftest import REPO, run_script
 
 NAME = "mura_synthetic"
 SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
-TINY = {"SOLVER.MAX_ITER": 1, "SOLVER.CHECKPOINT_PERIOD": 100, "INPUT.MIN_SIZE_TRAIN": [64],
-        "INPUT.MIN_SIZE_TEST": 64, "FRACTURE.EVAL.BOOTSTRAP": 20}  # fmt: skip
+TINY = {
+    "SOLVER.MAX_ITER": 1,
+    "SOLVER.CHECKPOINT_PERIOD": 100,
+    "INPUT.MIN_SIZE_TRAIN": [64],
+    "INPUT.MIN_SIZE_TEST": 64,
+    "FRACTURE.EVAL.BOOTSTRAP": 20,
+}
 
 
 @pytest.fixture()
@@ -73,14 +78,20 @@ def test_sweep_runs_with_submitit_local_executor_and_resumes(root):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"configs": [{"name": "x", "config_file": SMOKE, "overrides": {"SOLVER.MAX_ITERS": 1}}]},
-         "configs (x) fold 1: unknown config key"),
+        (
+            {
+                "configs": [
+                    {"name": "x", "config_file": SMOKE, "overrides": {"SOLVER.MAX_ITERS": 1}}
+                ]
+            },
+            "configs (x) fold 1: unknown config key",
+        ),
         ({"configs": [{"config_file": "configs/nope.yaml"}]}, "configs/nope.yaml not found"),
         ({"folds": {"dataset": NAME, "k": 3}}, "mura_synthetic_fold2_train is not prepared"),
         ({"seeds": "0"}, "seeds: must be a list"),
         ({"typo": 1}, "unknown keys ['typo']"),
     ],
-)  # fmt: skip
+)
 def test_bad_sweep_files_fail_in_one_line_and_write_nothing(root, change, message, capsys):
     path = _sweep(root, **change)
     sweep_main = runpy.run_path(str(REPO / "tools" / "sweep.py"))["main"]  # the script, in-process
@@ -92,9 +103,16 @@ def test_bad_sweep_files_fail_in_one_line_and_write_nothing(root, change, messag
 
 
 def test_sweep_spec_expands_configs_seeds_folds_and_tasks_requeue(root):
-    path = _sweep(root, seeds=[0, 1], folds={"dataset": NAME, "k": 2}, test_datasets=None,
-                  configs=[{"name": "a", "config_file": SMOKE}, {"name": "b", "config_file":
-                  SMOKE, "overrides": ["MODEL.RPN.NMS_THRESH", 0.6]}])  # fmt: skip
+    path = _sweep(
+        root,
+        seeds=[0, 1],
+        folds={"dataset": NAME, "k": 2},
+        test_datasets=None,
+        configs=[
+            {"name": "a", "config_file": SMOKE},
+            {"name": "b", "config_file": SMOKE, "overrides": ["MODEL.RPN.NMS_THRESH", 0.6]},
+        ],
+    )
     header, runs = load_sweep(path)
     assert [(r.config, r.fold, r.seed) for r in runs] == [
         (c, f, s) for c in "ab" for f in (0, 1) for s in (0, 1)

@@ -94,6 +94,8 @@ def submit(
                 job.result()
             except Exception:  # submitit re-raises the task's error with its whole traceback
                 log = f"{task.run.output_dir}/train_stdout.log"
-                failures.append(f"{task.run.label}: job {job.job_id} failed; see {log} and "
-                                f"{job.paths.stderr}")  # fmt: skip
+                failures.append(
+                    f"{task.run.label}: job {job.job_id} failed; see {log} and "
+                    f"{job.paths.stderr}"
+                )
     return failures

@@ -48,8 +48,18 @@ def paired_rows(comparisons: list[dict]) -> list[dict]:
             r = c["per_seed"].get(m)
             if r and r["n"]:
                 test = f"paired t over {r['n']} (fold, seed) pairs"
-                add("per run", m, None, None, r["mean_delta"], None, None, r.get("p_t"), test,
-                    p_wilcoxon=r.get("p_wilcoxon"))  # fmt: skip
+                add(
+                    "per run",
+                    m,
+                    None,
+                    None,
+                    r["mean_delta"],
+                    None,
+                    None,
+                    r.get("p_t"),
+                    test,
+                    p_wilcoxon=r.get("p_wilcoxon"),
+                )
     return rows
 
 

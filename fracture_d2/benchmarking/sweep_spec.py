@@ -110,8 +110,9 @@ def _read(path: Path) -> dict:
         raise SweepError(path, f"cannot read the sweep file ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise SweepError(path, f"is not valid YAML ({getattr(e, 'problem', e)})",
-                         mark.line + 1 if mark else None) from None  # fmt: skip
+        raise SweepError(
+            path, f"is not valid YAML ({getattr(e, 'problem', e)})", mark.line + 1 if mark else None
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("configs"), list) or not doc["configs"]:
         raise SweepError(path, "must be a mapping with a non-empty 'configs' list")
     unknown = set(doc) - TOP_KEYS
@@ -144,8 +145,13 @@ def _entries(doc, path) -> list[tuple[str, Path, list]]:
             raise SweepError(path, f"{where}: names must be unique and [A-Za-z0-9_.+-]")
         names.add(name)
         try:
-            out.append((name, _config_file(c["config_file"], path), common + _opts(
-                c.get("overrides"), where)))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    _config_file(c["config_file"], path),
+                    common + _opts(c.get("overrides"), where),
+                )
+            )
         except ValueError as e:
             raise SweepError(path, f"{where}: {e}") from None
     return out

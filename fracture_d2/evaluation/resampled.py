@@ -49,9 +49,17 @@ def ap50_resampled(gt: GroundTruth, preds: Predictions, image_weights: np.ndarra
     ``image_weights`` ``(B, I)``, over the annotated images; NaN where undefined."""
     p = _on_annotated(gt, preds)
     m = match_coco(
-        gt.box_image, gt.box_xywh, gt.box_category, gt.box_area, gt.box_crowd,
-        p.image, p.xywh, p.score, p.category, gt.image_ids,
-    )  # fmt: skip
+        gt.box_image,
+        gt.box_xywh,
+        gt.box_category,
+        gt.box_area,
+        gt.box_crowd,
+        p.image,
+        p.xywh,
+        p.score,
+        p.category,
+        gt.image_ids,
+    )
     w_img = np.asarray(image_weights, np.float64) * gt.annotated[None, :]
     at50 = (m.hit_iou == 0) & (m.hit_area == 0)
     hit = np.zeros(len(m.image), bool)
