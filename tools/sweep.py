@@ -33,6 +33,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("sweep", metavar="SWEEP.yaml")
     p.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local")
+    p.add_argument("--output-dir", help="replaces the sweep file's output_dir")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status only")
     p.add_argument("--only", nargs="+", metavar="CONFIG", help="run only these configs")
     p.add_argument("--keep-going", action="store_true", help="local: go on after a failed run")
@@ -52,7 +53,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     try:
-        header, runs = load_sweep(a.sweep)
+        header, runs = load_sweep(a.sweep, a.output_dir)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -178,8 +178,11 @@ def _check_datasets(needed: dict, path) -> None:
             raise SweepError(path, msg) from None
 
 
-def load_sweep(path) -> tuple[dict, list[RunSpec]]:
+def load_sweep(path, output_dir=None) -> tuple[dict, list[RunSpec]]:
     """Read and check a sweep file; nothing is written.
+
+    Args:
+        output_dir: replaces the file's ``output_dir``.
 
     Returns:
         ``(header, runs)``: name, output_dir, seeds, folds; one :class:`RunSpec` per config x
@@ -194,7 +197,7 @@ def load_sweep(path) -> tuple[dict, list[RunSpec]]:
     path = Path(path)
     doc = _read(path)
     name = str(doc.get("name") or path.stem)
-    out_root = Path(doc.get("output_dir") or f"output/sweeps/{name}").resolve()
+    out_root = Path(output_dir or doc.get("output_dir") or f"output/sweeps/{name}").resolve()
     seeds = doc.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise SweepError(path, "seeds: must be a list of integers >= 0")
@@ -209,7 +212,8 @@ def load_sweep(path) -> tuple[dict, list[RunSpec]]:
                 check_tta(cfg)
             except ValueError as e:
                 raise SweepError(path, f"{where}: {e}") from None
-            needed.update({d: where for d in [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]})
+            for d in [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]:
+                needed.setdefault(d, where)  # the first entry that needs it
             for seed in seeds:
                 sub = f"fold{fold}_seed{seed}" if fold is not None else f"seed{seed}"
                 out = out_root / config / sub
