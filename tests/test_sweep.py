@@ -12,7 +12,7 @@ from fracture_d2.benchmarking.runner import TrainTask
 from fracture_d2.benchmarking.sweep_spec import SweepError, load_sweep
 from fracture_d2.data.folds import make_folds
 
-from conftest import REPO, run_script
+from conftest import REPO
 
 NAME = "mura_synthetic"
 SMOKE = "configs/quick_schedules/faster_rcnn_R_18_FPN_smoke.yaml"
@@ -53,11 +53,12 @@ def _sweep(root, **changes):
     return path
 
 
-def test_sweep_runs_with_submitit_local_executor_and_resumes(root):
+def test_sweep_runs_with_submitit_local_executor_and_resumes(root, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the submitit job unpickles fracture_d2's task
+    sweep_main = runpy.run_path(str(REPO / "tools" / "sweep.py"))["main"]  # the script, in-process
     path = _sweep(root)
-    env = {"DETECTRON2_DATASETS": str(root / "data")}
-    proc = run_script("tools/sweep.py", path, "--launcher", "submitit-local", env=env)
-    assert "1 runs (0 done, 1 to run)" in proc.stdout
+    assert sweep_main([str(path), "--launcher", "submitit-local"]) == 0
+    assert "1 runs (0 done, 1 to run)" in capsys.readouterr().out
     run = root / "out" / "frcnn" / "fold1_seed0"
     info = json.loads((run / "run_info.json").read_text())
     assert info["status"] == "finished" and (info["config"], info["seed"], info["fold"]) == (
@@ -70,8 +71,8 @@ def test_sweep_runs_with_submitit_local_executor_and_resumes(root):
     assert (run / "inference" / f"{NAME}_val" / "metrics.json").is_file()
     assert list((root / "out" / "submitit").glob("*_result.pkl"))  # ran as a submitit job
     log = (run / "train_stdout.log").read_text()
-    proc = run_script("tools/sweep.py", path, env=env)  # again: nothing left to run
-    assert "1 runs (1 done, 0 to run)" in proc.stdout
+    assert sweep_main([str(path)]) == 0  # again: nothing left to run
+    assert "1 runs (1 done, 0 to run)" in capsys.readouterr().out
     assert (run / "train_stdout.log").read_text() == log
 
 
