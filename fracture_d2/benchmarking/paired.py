@@ -55,33 +55,35 @@ def _boot_stats(a: np.ndarray, b: np.ndarray, point: float) -> dict:
     return {"delta": point, "ci95": [float(lo), float(hi)], "p": p, "resamples": int(len(d))}
 
 
+def _resampled(gt, preds, boot, opts) -> dict:
+    """``{metric: (on all data, per resample)}`` of one run's predictions."""
+    ap_point = float(ap50_resampled(gt, preds, np.ones((1, len(gt))))[0])
+    ap = ap50_resampled(gt, preds, boot.weights[:, boot.unit_of_image])
+    crit = (opts.get("criterion", "iou"), opts.get("iou_threshold", 0.5))
+    return {"AP50": (ap_point, ap), "froc": froc_resampled(gt, preds, boot, *crit)}
+
+
 def bootstrap_test(runs_a, runs_b, resamples: int = 1000, seed: int = 0) -> dict:
     """Paired patient bootstrap of ΔAP50 and ΔFROC on one test set (see the module doc)."""
     rep = runs_a[0].report
     gt = load_ground_truth(rep["dataset_json"], rep["dataset"], rep.get("image_table"))
     boot = make_bootstrap(gt.patient, len(gt), resamples, seed)
-    ones = np.ones((1, len(gt)))
-    w = boot.weights[:, boot.unit_of_image]
-    opts = rep.get("options", {})
-    out = {}
-    per = {"AP50": ([], [], [], []), "froc": ([], [], [], [])}  # point a, point b, boot a, b
-    for k, runs in ((0, runs_a), (1, runs_b)):
-        for r in runs:
-            preds = load_predictions(r.predictions_path(), gt)
-            per["AP50"][k].append(float(ap50_resampled(gt, preds, ones)[0]))
-            per["AP50"][k + 2].append(ap50_resampled(gt, preds, w))
-            point, resampled = froc_resampled(
-                gt, preds, boot, opts.get("criterion", "iou"), opts.get("iou_threshold", 0.5)
-            )
-            per["froc"][k].append(point)
-            per["froc"][k + 2].append(resampled)
-    for name, (pa, pb, ba, bb) in per.items():
+    per_config = []
+    for runs in (runs_a, runs_b):
+        per_run = [
+            _resampled(gt, load_predictions(r.predictions_path(), gt), boot, rep.get("options", {}))
+            for r in runs
+        ]
+        per_config.append(per_run)
+    out = {"unit": boot.unit, "seed": seed}
+    for name in ("AP50", "froc"):
+        (a, ba), (b, bb) = (
+            (np.mean([r[name][0] for r in runs]), [r[name][1] for r in runs]) for runs in per_config
+        )
         with warnings.catch_warnings():  # resamples without any lesion are NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            ma, mb = np.nanmean(ba, axis=0), np.nanmean(bb, axis=0)
-        out[name] = {"a": float(np.mean(pa)), "b": float(np.mean(pb))}
-        out[name].update(_boot_stats(ma, mb, out[name]["a"] - out[name]["b"]))
-    out["unit"], out["seed"] = boot.unit, seed
+            ma, mb = np.nanmean(ba, axis=0), np.nanmean(bb, axis=0)  # the configs' mean run
+        out[name] = {"a": float(a), "b": float(b), **_boot_stats(ma, mb, float(a - b))}
     return out
 
 

@@ -78,17 +78,19 @@ def read_run_info(output_dir) -> dict:
         return {}
 
 
-def write_run_info(output_dir, info: dict) -> dict:
-    """Merge ``info`` into the run's ``run_info.json`` (atomically) with the code, versions and
-    machine; returns the whole record."""
+def write_run_info(output_dir, info: dict, provenance: bool = True) -> dict:
+    """Merge ``info`` into the run's ``run_info.json`` (atomically); with ``provenance`` (when
+    a run starts: the code that runs is the code of that moment) also the git commit, package
+    versions and machine. Returns the whole record."""
     record = read_run_info(output_dir)
     record.update(info)
-    record.update(
-        git=git_state(),
-        versions=package_versions(),
-        host=socket.gethostname(),
-        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-        python_executable=sys.executable,
-    )
+    if provenance:
+        record.update(
+            git=git_state(),
+            versions=package_versions(),
+            host=socket.gethostname(),
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            python_executable=sys.executable,
+        )
     write_json_atomic(Path(output_dir) / "run_info.json", record, indent=1)
     return record

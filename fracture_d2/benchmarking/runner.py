@@ -87,7 +87,8 @@ class TrainTask:
         status = "finished" if rc == 0 else "failed"
         if rank0:
             done = {"status": status, "returncode": rc, "finished": now()}
-            write_run_info(out, {**done, "train_seconds": round(time.time() - t0, 1)})
+            done["train_seconds"] = round(time.time() - t0, 1)
+            write_run_info(out, done, provenance=False)
         if rc != 0:
             raise RuntimeError(
                 f"{self.run.label}: train_net.py exited {rc}; see {out / 'train_stdout.log'}"
