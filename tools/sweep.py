@@ -90,7 +90,11 @@ def main(argv=None) -> int:
         )
         cluster = "slurm" if a.launcher == "slurm" else "local"
         folder = Path(header["output_dir"]) / "submitit"
-        failures = submit(tasks, folder, cluster, options, a.wait, header["name"])
+        try:
+            failures = submit(tasks, folder, cluster, options, a.wait, header["name"])
+        except RuntimeError as e:
+            print(f"error: {a.sweep}: {e}", file=sys.stderr)
+            return 2
     for f in failures:
         print(f"error: {f}", file=sys.stderr)
     print(f"compare: python tools/compare_runs.py {header['output_dir']} --by-config")

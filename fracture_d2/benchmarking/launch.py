@@ -4,6 +4,7 @@ array, or submitit's local executor, which runs the same pickled tasks in child 
 from __future__ import annotations
 
 import logging
+import subprocess
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -83,7 +84,12 @@ def submit(
             jobs.append(executor.submit(task))
             jobs[-1].wait()
     else:
-        jobs = executor.submit_array(tasks)
+        try:
+            jobs = executor.submit_array(tasks)
+        except (OSError, subprocess.SubprocessError) as e:  # no sbatch, or sbatch refused
+            raise RuntimeError(
+                f"SLURM submission failed ({e}); is this a SLURM login node?"
+            ) from None
         for task, job in zip(tasks, jobs, strict=True):
             print(f"submitted {task.run.label}: job {job.job_id}")
         print(f"submitit logs: {folder}")
