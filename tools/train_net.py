@@ -5,6 +5,7 @@ Examples:
     python tools/train_net.py --config-file configs/quick_schedules/faster_rcnn_R_18_FPN_demo.yaml
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
     python tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS W TEST.AUG.ENABLED True
 """
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -15,6 +16,7 @@ from detectron2.utils.logger import setup_logger
 from fracture_d2.config import get_fracture_cfg
 from fracture_d2.data import register_all
 from fracture_d2.engine import Trainer
+from fracture_d2.engine.tta import tta_hooks
 
 
 def setup(args):
@@ -38,9 +40,13 @@ def main(args):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        return Trainer.test(cfg, model)
+        res = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # test-time augmentation, as Detectron2's train_net.py
+            res.update(Trainer.test_with_TTA(cfg, model))
+        return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    trainer.register_hooks(tta_hooks(trainer))  # TEST.AUG.ENABLED: evaluate with TTA at the end
     return trainer.train()
 
 

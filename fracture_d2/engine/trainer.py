@@ -34,6 +34,7 @@ from .hooks import (
     ValidationLoss,
     WriteAfterEval,
 )
+from .tta import test_with_tta
 
 logger = logging.getLogger("fracture_d2")
 
@@ -203,6 +204,11 @@ class Trainer(DefaultTrainer):
         with ``FRACTURE.FAST.STATIC_INFERENCE``, through the static-shape inference path."""
         with fast.inference_autocast(cfg):
             return super().test(cfg, fast.inference_model(model, cfg), evaluators)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):  # noqa: N802 (Detectron2's tools/train_net.py name)
+        """Evaluate with Detectron2's test-time augmentation (``TEST.AUG.*``; :mod:`.tta`)."""
+        return test_with_tta(cls, cfg, model)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from ..utils_io import atomic_open
@@ -44,6 +45,14 @@ def find_reports(run_dir) -> list[tuple[Path, dict]]:
     return found
 
 
+def _sweep_config(run_dir: Path) -> str | None:
+    """The config name tools/sweep.py recorded in the run's ``run_info.json``."""
+    try:
+        return json.loads((run_dir / "run_info.json").read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def leaderboard_rows(run_dirs) -> list[dict]:
     """One row per report found under each run folder.
 
@@ -60,7 +69,7 @@ def leaderboard_rows(run_dirs) -> list[dict]:
                 "inference/<dataset>/metrics.json from train_net.py)",
             )
         for path, r in reports:
-            config = _get(r, ("run", "config")) or config_name(run_dir)
+            config = _get(r, ("run", "config")) or _sweep_config(run_dir) or config_name(run_dir)
             row = {
                 "run": run_dir.name or str(run_dir),
                 "config": config or "-",
