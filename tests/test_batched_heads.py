@@ -340,7 +340,7 @@ def test_sample_mask_sizes_and_uniformity():
 def test_switches_off_give_detectron2s_model_exactly(model):
     """With both switches off the batched heads are Detectron2's: the same losses in training
     (same random draws) and the same detections; the switches' auto default follows the
-    device policy (CPU: batched in both modes, matrix NMS in inference)."""
+    device policy (CPU inference: batched, matrix NMS)."""
     from fracture_d2.fast.policy import switch_on
 
     off = batched_copy(model, BATCHED_HEADS=False, MATRIX_NMS=False)

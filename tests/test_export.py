@@ -15,8 +15,8 @@ from fracture_d2.data.errors import DataError
 from fracture_d2.export import ExportedPredictor, compare, read_metadata
 from fracture_d2.export.workflow import export_and_check
 from fracture_d2.inference import BatchPredictor, load_cfg
-from fracture_d2.inference.service import load_served_model
 from fracture_d2.serving import ServeSettings, create_app
+from fracture_d2.serving.model import load_served_model
 
 from conftest import REPO
 from conftest import SMOKE_CONFIG as SMOKE

@@ -26,9 +26,9 @@ from serve_utils import (
 
 from fracture_d2.inference import load_cfg, load_image
 from fracture_d2.inference.results import image_prediction
-from fracture_d2.inference.service import load_served_model
 from fracture_d2.serving import LoadedModel, ServeSettings, create_app
 from fracture_d2.serving.loadtest import drive, server_process
+from fracture_d2.serving.model import load_served_model
 
 from conftest import SMOKE_CONFIG as SMOKE
 

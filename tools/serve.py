@@ -72,8 +72,8 @@ def main(argv=None) -> int:
 
     from fracture_d2.inference import load_cfg
     from fracture_d2.inference.predictor import check_weights
-    from fracture_d2.inference.service import load_served_model
     from fracture_d2.serving import ServeSettings, create_app
+    from fracture_d2.serving.model import load_served_model
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cfg = load_cfg(args.config_file, args.opts)

@@ -16,7 +16,8 @@ from fracture_d2.data.errors import DataError
 from fracture_d2.data.image_io import to_model_format
 from fracture_d2.data.mapper import RadiographMapper
 
-from .trace import FORMAT, METADATA_KEY
+FORMAT = "fracture_d2.exported/1"  # an exported file's metadata format
+METADATA_KEY = "fracture_d2.json"  # where the metadata lies in the file
 
 BACKENDS = {".ts": "torchscript", ".pt": "torchscript", ".onnx": "onnxruntime"}
 

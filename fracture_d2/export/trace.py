@@ -26,8 +26,8 @@ from detectron2.modeling import build_model
 from fracture_d2.inference.results import categories
 from fracture_d2.utils_io import atomic_open
 
-FORMAT = "fracture_d2.exported/1"
-METADATA_KEY = "fracture_d2.json"
+from .runtime import FORMAT, METADATA_KEY, Preprocess
+
 OUTPUT_NAMES = ("boxes", "scores", "classes")
 ONNX_OPSET = 17  # RoiAlign with aligned=True (opset 16+), as onnxruntime runs it
 
@@ -116,6 +116,4 @@ def export_onnx(model, sample: torch.Tensor, path, meta: dict) -> Path:
 
 def sample_tensor(cfg, gray: np.ndarray) -> torch.Tensor:
     """A gray image preprocessed as at test time (resize, channels), float32 C x H x W."""
-    from .runtime import Preprocess
-
     return Preprocess(cfg)(gray)

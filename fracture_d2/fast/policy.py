@@ -13,7 +13,7 @@ from detectron2.utils.events import get_event_storage
 
 # switch -> {(device type, "training" | "inference")} where auto means on
 AUTO_ON = {
-    "BATCHED_HEADS": {("cpu", "training"), ("cpu", "inference")},
+    "BATCHED_HEADS": {("cpu", "inference")},
     "MATRIX_NMS": {("cpu", "inference")},
 }
 

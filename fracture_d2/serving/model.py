@@ -4,10 +4,10 @@ TorchScript/ONNX file, with the identity every answer carries."""
 
 from __future__ import annotations
 
-from fracture_d2.serving.identity import model_identity
-from fracture_d2.serving.settings import LoadedModel
+from fracture_d2.inference.predictor import BatchPredictor, check_weights
 
-from .predictor import BatchPredictor, check_weights
+from .identity import model_identity
+from .settings import LoadedModel
 
 
 def load_served_model(
