@@ -289,3 +289,31 @@ def test_train_mixed_then_pseudo_label_then_student(mixed_root, tmp_path):
         env=env,
     )
     assert "left out" in (tmp_path / "plain" / "log.txt").read_text(), plain.stdout[-2000:]
+
+
+def test_supervision_benchmark_arms_and_table(tmp_path):
+    """The benchmark's arms train the same schedule on the right data and architecture; the
+    table reports means, spreads and the goals from the runs."""
+    from fracture_d2.selftrain import PseudoRule
+    from fracture_d2.selftrain.benchmark import arm_steps, summary_table
+
+    data = {"full": "s_train", "partial": "s_train_box10_s0", "test": "s_test_all"}
+    steps = {
+        arm: arm_steps(arm, MIXED, 0, data, tmp_path, ["SOLVER.MAX_ITER", 9], 1, PseudoRule())
+        for arm in ("box_only", "mixed", "pseudo", "all_boxes")
+    }
+    flat = {arm: " ".join(" ".join(cmd) for _, cmd in s[0]) for arm, s in steps.items()}
+    assert "GeneralizedRCNN" in flat["box_only"] and "('s_train_box10_s0',)" in flat["box_only"]
+    assert "GeneralizedRCNN" in flat["all_boxes"] and "('s_train',)" in flat["all_boxes"]
+    assert "MixedSupervisionRCNN" in flat["mixed"] and "SOLVER.MAX_ITER 9" in flat["mixed"]
+    assert f"MODEL.WEIGHTS {tmp_path}/seed0/mixed/model_final.pth" in flat["pseudo"]
+    assert "FRACTURE.PSEUDO_BOXES" in flat["pseudo"] and steps["pseudo"][1].name == "round1"
+    runs = [
+        {"arm": a, "seed": s, "ap50": ap + s, "froc": 0.5, "image_auroc": auc, "study_kappa": 0.2}
+        for a, ap, auc in (("box_only", 40, 0.8), ("pseudo", 50, 0.85), ("all_boxes", 60, 0.9))
+        for s in (0, 2)
+    ]
+    table = summary_table(runs, 0.1)
+    assert "| box_only | 2 | 41.0 ± 1.4 |" in table
+    assert "pseudo recovers 10.0 (50%; goal >= 50%)" in table
+    assert "image AUROC pseudo 0.850 vs box_only 0.800: goal met" in table
