@@ -102,10 +102,10 @@ def _add_fracture(cfg: CN) -> None:
 
 def _add_speed(cfg: CN) -> None:
     # Speed switches (fracture_d2/fast; measurements: docs/speed.md). On by default on every
-    # device: CHANNELS_LAST, FUSED_GRAD_CLIP. Auto (None) by default, i.e. on where measured
-    # faster at equal AP (fracture_d2/fast/policy.py: CPU inference) and off elsewhere (CPU
-    # training: not faster; GPUs: not yet measured there): BATCHED_HEADS, MATRIX_NMS. Off by
-    # default, built for GPUs and not yet measured there: STATIC_INFERENCE, COMPILE_BACKBONE,
+    # device: CHANNELS_LAST, FUSED_GRAD_CLIP. Auto (None) by default, i.e. on where a benchmark
+    # measured them faster at equal AP (fracture_d2/fast/policy.py), which so far is nowhere
+    # (the CPU: not faster; GPUs: not yet measured): BATCHED_HEADS, MATRIX_NMS. Off by default,
+    # built for GPUs and not yet measured there: STATIC_INFERENCE, COMPILE_BACKBONE,
     # DATALOADER.PIN_MEMORY.
     fast = cfg.FRACTURE.FAST = CN()
     # Run the backbone in channels-last memory format (NHWC; same results).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data.errors import DataError
 from ..data.folds import dataset_json
-from ..evaluation.inputs import EvaluationError
+from ..evaluation.inputs import EvaluationError, read_json
 
 PREDICT_FORMAT = "fracture_d2.predictions/1"  # tools/predict.py's "format" field
 
@@ -48,12 +48,7 @@ def read_predictions(path) -> PredictionFile:
         EvaluationError: unreadable, not JSON, or neither kind.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise EvaluationError(path, f"cannot read the predictions ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise EvaluationError(path, f"is not valid JSON ({e.msg})", e.lineno) from None
+    data = read_json(path, "predictions")
     if isinstance(data, list):
         return PredictionFile(path, "coco", data, _dataset_of(path))
     if isinstance(data, dict) and data.get("format") == PREDICT_FORMAT:

@@ -66,6 +66,21 @@ class Predictions:
         return len(self.score)
 
 
+def read_json(path, what: str):
+    """The JSON document in ``path`` (``what`` it should hold names it in the error).
+
+    Raises:
+        EvaluationError: unreadable or not JSON, naming the file (and line).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise EvaluationError(path, f"cannot read the {what} ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise EvaluationError(path, f"is not valid JSON ({e.msg})", e.lineno) from None
+
+
 def _read_table(path: Path) -> dict:
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -155,12 +170,7 @@ def load_ground_truth(json_file, name: str | None = None, image_table=None) -> G
             JSON lacks and is checked against the JSON's file names.
     """
     json_file = Path(json_file)
-    try:
-        coco = json.loads(json_file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise EvaluationError(json_file, f"cannot read the dataset JSON ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise EvaluationError(json_file, f"is not valid JSON ({e.msg})", e.lineno) from None
+    coco = read_json(json_file, "dataset JSON")
     if not isinstance(coco, dict) or "images" not in coco:
         raise EvaluationError(json_file, "is not a COCO dataset (no 'images' list)")
     images, anns = coco["images"], coco.get("annotations", [])
