@@ -71,7 +71,12 @@ def bootstrap_test(runs_a, runs_b, resamples: int = 1000, seed: int = 0) -> dict
     per_config = []
     for runs in (runs_a, runs_b):
         per_run = [
-            _resampled(gt, load_predictions(r.predictions_path(), gt), boot, rep.get("options", {}))
+            _resampled(
+                gt,
+                load_predictions(r.predictions_path(), gt, allow_empty=True),
+                boot,
+                rep.get("options", {}),
+            )
             for r in runs
         ]
         per_config.append(per_run)

@@ -118,9 +118,10 @@ def read_prediction_file(path) -> tuple[list, list | None]:
     return data, None
 
 
-def load_predictions(path, gt: GroundTruth) -> Predictions:
-    """Read a predictions file (:func:`read_prediction_file`) and validate it against ``gt``."""
-    return predictions_from_list(read_prediction_file(path)[0], gt, Path(path))
+def load_predictions(path, gt: GroundTruth, allow_empty: bool = False) -> Predictions:
+    """Read a predictions file (:func:`read_prediction_file`) and validate it against ``gt``
+    (``allow_empty``: a model that detected nothing, e.g. a training run's own inference)."""
+    return predictions_from_list(read_prediction_file(path)[0], gt, Path(path), allow_empty)
 
 
 def with_head_scores(preds: Predictions, gt: GroundTruth, scores: dict, source) -> Predictions:
