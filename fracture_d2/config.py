@@ -43,6 +43,9 @@ def _add_augmentation(cfg: CN) -> None:
 def _add_training(cfg: CN) -> None:
     # Cap negatives (images without boxes) per epoch at this many per positive; 0 keeps all.
     cfg.DATALOADER.NEG_POS_RATIO = 0.0
+    # Share of sampled training images drawn from image-label-only positives (a model with an
+    # image-level head); the rest are box-complete images. 0 = their share in the data.
+    cfg.DATALOADER.IMAGE_LABEL_SHARE = 0.0
 
     # Mixed-precision dtype when SOLVER.AMP.ENABLED: "float16" or "bfloat16" (no loss scaling
     # needed; Hopper/Ampere GPUs).
@@ -68,6 +71,7 @@ def _add_image_head(cfg: CN) -> None:
     head.IN_FEATURES = ["p3", "p4", "p5", "p6"]  # FPN levels the image-level head pools
     head.POOLING = "max"  # over positions: "max" (a fracture is local) or "avg"
     head.LOSS_WEIGHT = 1.0  # weight of loss_image_cls (binary cross-entropy on image labels)
+    head.NORM = "GN"  # after the head's convolution ("" = none; unnormalized, its ReLUs can die)
 
 
 def _add_fracture(cfg: CN) -> None:

@@ -80,6 +80,31 @@ def test_negative_cap_sampler():
         NegativeCapTrainingSampler([{"annotations": []}], 1.0, seed=0)
 
 
+def test_sampler_gives_image_label_only_positives_their_share():
+    boxed = [{"annotations": [1], "image_label": 1}] * 5
+    label_only = [{"annotations": [], "image_label": 1, "annotated": False}] * 30
+    negatives = [{"annotations": [], "image_label": 0}] * 40
+    dicts = boxed + label_only + negatives  # indices 0-4, 5-34, 35-74
+    sampler = NegativeCapTrainingSampler(dicts, 1.0, seed=0, image_label_share=0.25)
+    it = iter(sampler)
+    stream = [next(it) for _ in range(400)]
+    for batch in (stream[i : i + 8] for i in range(0, 400, 8)):
+        assert sum(5 <= i < 35 for i in batch) == 2  # a quarter of every 8
+    box_complete = [i for i in stream if not 5 <= i < 35]
+    for e in range(0, 300, 10):  # epochs of 5 boxed + 5 (capped by boxed positives) negatives
+        epoch = box_complete[e : e + 10]
+        assert sorted(i for i in epoch if i < 5) == list(range(5)) and len(epoch) == 10
+    assert set(i for i in stream if 5 <= i < 35) == set(range(5, 35))
+    # without label-only images (a box-only model) the share has nothing to act on
+    plain = NegativeCapTrainingSampler(boxed + negatives, 1.0, seed=0)
+    shared = NegativeCapTrainingSampler(boxed + negatives, 1.0, seed=0, image_label_share=0.25)
+    a, b = iter(plain), iter(shared)
+    assert [next(a) for _ in range(50)] == [next(b) for _ in range(50)]
+    assert shared.image_label_share == 0.0
+    with pytest.raises(ValueError, match="IMAGE_LABEL_SHARE"):
+        NegativeCapTrainingSampler(dicts, 1.0, seed=0, image_label_share=1.0)
+
+
 def test_precision_switches():
     cfg = get_fracture_cfg()
     assert amp_dtype(cfg) == torch.float16

@@ -204,6 +204,30 @@ def test_inference_gives_the_head_probability(mixed_model):
     assert "instances" in out[0]
 
 
+def test_image_head_is_normalized_and_cannot_die(mixed_model):
+    """GroupNorm after the head's convolution (MODEL.IMAGE_HEAD.NORM, the default): without it
+    the head of the supervision benchmark died (every ReLU output 0, one probability for every
+    image). A shift of the convolution's output that kills the plain head leaves it unchanged."""
+    from fracture_d2.modeling.image_head import ImageLabelHead
+
+    assert isinstance(mixed_model.image_head.conv.norm, torch.nn.GroupNorm)
+    names, channels = ("p3", "p4"), 64
+    g = torch.Generator().manual_seed(4)
+    feats = {k: torch.randn(4, channels, 8, 8, generator=g) for k in names}
+    torch.manual_seed(0)
+    plain = ImageLabelHead(in_features=names, in_channels=channels, norm="")
+    normed = ImageLabelHead(in_features=names, in_channels=channels)
+    assert plain.conv.norm is None
+    with torch.no_grad():
+        assert plain(feats).std() > 0
+        plain.conv.bias.fill_(-100.0)
+        assert plain(feats).std() == 0  # dead: one logit for every image
+        before = normed(feats)
+        normed.conv.bias = torch.nn.Parameter(torch.full((channels,), -100.0))
+        after = normed(feats)
+    assert after.std() > 0 and torch.allclose(before, after, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def mixed_root(datasets_root, tmp_path_factory):
     """A copy of the synthetic datasets root, for the box-fraction files written into it."""

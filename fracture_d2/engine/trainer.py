@@ -87,7 +87,8 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer for radiographs.
 
     - data: :class:`RadiographMapper` (albumentations from ``INPUT.RADIOGRAPH_AUG``), negatives
-      kept, optional negative:positive cap (``DATALOADER.NEG_POS_RATIO``);
+      kept, optional negative:positive cap (``DATALOADER.NEG_POS_RATIO``) and share of
+      image-label-only positives (``DATALOADER.IMAGE_LABEL_SHARE``);
     - evaluation: COCOEvaluator (pure-Python pycocotools) over annotated images, plus
       FractureEvaluator (FROC, image/study level, CIs) unless ``FRACTURE.EVAL.ENABLED`` False;
     - hooks: ``model_best.pth`` by ``SOLVER.BEST_CHECKPOINT``, validation loss, early stopping,
@@ -171,19 +172,26 @@ class Trainer(DefaultTrainer):
             "persistent_workers": bool(cfg.DATALOADER.PERSISTENT_WORKERS) and workers,
         }
         dataset = training_dicts(cfg, learns_from_image_labels(cfg))
-        ratio = cfg.DATALOADER.NEG_POS_RATIO
-        if ratio <= 0:
+        ratio, share = cfg.DATALOADER.NEG_POS_RATIO, cfg.DATALOADER.IMAGE_LABEL_SHARE
+        if ratio <= 0 and share <= 0:
             loader = build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, **kwargs)
             return _DroppedBoxCounter(loader)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             raise ValueError(
-                "DATALOADER.NEG_POS_RATIO > 0 replaces TrainingSampler; it cannot be "
-                f"combined with {cfg.DATALOADER.SAMPLER_TRAIN}"
+                "DATALOADER.NEG_POS_RATIO / IMAGE_LABEL_SHARE > 0 replace TrainingSampler; they "
+                f"cannot be combined with {cfg.DATALOADER.SAMPLER_TRAIN}"
             )
-        sampler = NegativeCapTrainingSampler(dataset, ratio, seed=cfg.SEED)
+        sampler = NegativeCapTrainingSampler(
+            dataset, max(ratio, 0.0), seed=cfg.SEED, image_label_share=share
+        )
         logger.info(
-            f"NegativeCapTrainingSampler: {sampler.epoch_size} images per epoch "
-            f"(negatives capped at {ratio}:1)"
+            f"NegativeCapTrainingSampler: {sampler.epoch_size} box-complete images per epoch "
+            + (f"(negatives capped at {ratio}:1)" if ratio > 0 else "(every negative)")
+            + (
+                f"; image-label-only positives are {sampler.image_label_share:g} of each batch"
+                if sampler.image_label_share
+                else ""
+            )
         )
         return _DroppedBoxCounter(
             build_detection_train_loader(

@@ -1,7 +1,8 @@
 """An image-level abnormality head on the FPN features, trained from image labels.
 
 MURA labels each study normal or abnormal and boxes nothing. The head turns the feature pyramid
-into one abnormality logit per image: a shared 3x3 convolution on each level, global max pooling
+into one abnormality logit per image: a shared 3x3 convolution (GroupNorm, ReLU) on each level,
+global max pooling
 over positions (a fracture is local, so the image is abnormal where some position is: the
 multiple-instance view of weakly supervised detection), the levels concatenated, one linear
 layer. It trains with binary cross-entropy on every image, boxed or not, and its gradient
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from torch import nn
 
 
@@ -25,15 +26,34 @@ class ImageLabelHead(nn.Module):
         in_channels: their channel count (FPN levels share it).
         pooling: ``"max"`` (default) or ``"avg"`` over positions.
         loss_weight: weight of ``loss_image_cls``.
+        norm: after the convolution, a Detectron2 norm name (``"GN"``) or ``""`` for none.
+            Without it, the head of the synthetic benchmark died in training (every ReLU
+            output 0, one probability for every image); GroupNorm keeps about half of each
+            group's outputs positive.
     """
 
     @configurable
-    def __init__(self, *, in_features, in_channels: int, pooling: str = "max", loss_weight=1.0):
+    def __init__(
+        self,
+        *,
+        in_features,
+        in_channels: int,
+        pooling: str = "max",
+        loss_weight=1.0,
+        norm: str = "GN",
+    ):
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ValueError(f"MODEL.IMAGE_HEAD.POOLING must be max or avg, got {pooling!r}")
         self.in_features, self.pooling, self.loss_weight = tuple(in_features), pooling, loss_weight
-        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        self.conv = Conv2d(
+            in_channels,
+            in_channels,
+            3,
+            padding=1,
+            bias=not norm,
+            norm=get_norm(norm, in_channels),
+        )
         self.cls = nn.Linear(in_channels * len(self.in_features), 1)
         nn.init.normal_(self.cls.weight, std=0.01)
         nn.init.constant_(self.cls.bias, 0.0)
@@ -52,6 +72,7 @@ class ImageLabelHead(nn.Module):
             "in_channels": input_shape[head.IN_FEATURES[0]].channels,
             "pooling": head.POOLING,
             "loss_weight": head.LOSS_WEIGHT,
+            "norm": head.NORM,
         }
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
