@@ -103,6 +103,13 @@ def test_sampler_gives_image_label_only_positives_their_share():
     assert shared.image_label_share == 0.0
     with pytest.raises(ValueError, match="IMAGE_LABEL_SHARE"):
         NegativeCapTrainingSampler(dicts, 1.0, seed=0, image_label_share=1.0)
+    # the share is a ceiling: 2 label-only images among 10 box-complete ones keep their 1/6
+    few = NegativeCapTrainingSampler(
+        boxed + label_only[:2] + negatives, 1.0, seed=0, image_label_share=0.25
+    )
+    assert few.image_label_share == pytest.approx(2 / 12)
+    it = iter(few)
+    assert sum(i in (5, 6) for i in (next(it) for _ in range(1200))) == 200
 
 
 def test_precision_switches():

@@ -204,3 +204,33 @@ def test_split_file_naming_unknown_or_twice_listed_image(fracatlas, tmp_path):
         prepare_fracatlas(root, tmp_path / "out")
     s = prepare_fracatlas(root, tmp_path / "out", skip_invalid=True)
     assert s["skipped"] == {"image_in_two_splits": 1, "image_not_in_annotations": 1}
+
+
+def test_box_fraction_and_mixed_training_on_fracatlas(fracatlas, tmp_path):
+    """The image-label switches on FracAtlas-style data (fractured / normal labels, boxes on
+    the fractured): a seeded box fraction of fracatlas_train, and the mixed model training on
+    its boxed, label-only and normal images."""
+    prepare_fracatlas(fracatlas[0], tmp_path / "fracatlas")
+    env = {"DETECTRON2_DATASETS": str(tmp_path)}
+    run_script(
+        "datasets/make_box_fraction.py",
+        *("--dataset", "fracatlas_train", "--fraction", 0.5, "--seed", 0),
+        env=env,
+    )
+    kept = json.loads(
+        (tmp_path / "fracatlas/annotations/fracatlas_train_box50_s0.json").read_text()
+    )
+    label_only = [im for im in kept["images"] if not im["annotated"]]
+    assert len(label_only) == 3 and all(im["image_label"] == 1 for im in label_only)
+    out = tmp_path / "run"
+    run_script(
+        "tools/train_net.py",
+        *("--config-file", "configs/quick_schedules/faster_rcnn_R_18_FPN_mixed_smoke.yaml"),
+        *("DATASETS.TRAIN", "('fracatlas_train_box50_s0',)", "DATASETS.TEST", "('fracatlas_val',)"),
+        *("SOLVER.MAX_ITER", 2, "FRACTURE.EVAL.BOOTSTRAP", 0, "OUTPUT_DIR", out),
+        env=env,
+    )
+    log = (out / "log.txt").read_text()
+    assert "3 boxed positive, 3 image-label-only positive, 8 negative" in log
+    assert "image-label-only positives are 0.25 of each batch" in log
+    assert (out / "inference" / "fracatlas_val" / "image_head_scores.json").is_file()

@@ -15,7 +15,9 @@ class NegativeCapTrainingSampler(Sampler):
 
     With ``image_label_share`` > 0 and image-label-only positives (``"annotated": false``) in
     the data, those images form a stream of their own that fills that share of the sampled
-    images (every ``1 / share``-th one), and the cap counts boxed positives only. Left to their
+    images (every ``1 / share``-th one), and the cap counts boxed positives only. The share is
+    a ceiling: where label-only images are fewer (a self-training student, whose teacher boxed
+    most of them), they keep their share of an epoch rather than being repeated. Left to their
     natural share, a few boxed positives among many label-only ones reach the RPN and box head
     too rarely to learn from in a short schedule (measured: docs/supervision.md); fixed shares
     of box-labelled and image-labelled images per batch are what Detic and Unbiased Teacher do.
@@ -41,8 +43,7 @@ class NegativeCapTrainingSampler(Sampler):
             bool(d.get("annotations")) or d.get("image_label", 0) == 1 for d in dataset_dicts
         ]
         label_only = [not d.get("annotated", True) for d in dataset_dicts]
-        self._share = image_label_share if any(label_only) else 0.0
-        own = [lo and self._share > 0 for lo in label_only]  # label-only images in their stream
+        own = [lo and image_label_share > 0 for lo in label_only]  # in a stream of their own
         self._label_only = [i for i, o in enumerate(own) if o]
         self._pos = [i for i, p in enumerate(positive) if p and not own[i]]
         self._neg = [i for i, p in enumerate(positive) if not p]
@@ -50,6 +51,9 @@ class NegativeCapTrainingSampler(Sampler):
             raise ValueError("NegativeCapTrainingSampler: the training set has no positive images")
         cap = len(self._neg) if neg_pos_ratio == 0 else int(round(neg_pos_ratio * len(self._pos)))
         self._n_neg = min(len(self._neg), cap)
+        n_label = len(self._label_only)
+        natural = n_label / (n_label + len(self._pos) + self._n_neg) if n_label else 0.0
+        self._share = min(image_label_share, natural)
         if self._label_only and not self._pos + self._neg:
             raise ValueError(
                 "DATALOADER.IMAGE_LABEL_SHARE: the training set has no box-complete images"
@@ -65,7 +69,8 @@ class NegativeCapTrainingSampler(Sampler):
 
     @property
     def image_label_share(self) -> float:
-        """The share of sampled images that are image-label-only positives (0: natural)."""
+        """The share of sampled images that are image-label-only positives (0: their own
+        share of the data, in the same epochs as the others)."""
         return self._share
 
     def __iter__(self):
