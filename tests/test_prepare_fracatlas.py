@@ -231,6 +231,6 @@ def test_box_fraction_and_mixed_training_on_fracatlas(fracatlas, tmp_path):
         env=env,
     )
     log = (out / "log.txt").read_text()
-    assert "3 boxed positive, 3 image-label-only positive, 8 negative" in log
+    assert "3 boxed positive, 3 image-label-only positive, 6 negative" in log
     assert "image-label-only positives are 0.25 of each batch" in log
     assert (out / "inference" / "fracatlas_val" / "image_head_scores.json").is_file()
