@@ -43,8 +43,9 @@ def _add_augmentation(cfg: CN) -> None:
 def _add_training(cfg: CN) -> None:
     # Cap negatives (images without boxes) per epoch at this many per positive; 0 keeps all.
     cfg.DATALOADER.NEG_POS_RATIO = 0.0
-    # Share of sampled training images drawn from image-label-only positives (a model with an
-    # image-level head); the rest are box-complete images. 0 = their share in the data.
+    # Largest share of sampled training images drawn from image-label-only positives (a model
+    # with an image-level head; fewer if the data has fewer); the rest are box-complete images.
+    # 0 = no share of their own (they are positives among the rest).
     cfg.DATALOADER.IMAGE_LABEL_SHARE = 0.0
 
     # Mixed-precision dtype when SOLVER.AMP.ENABLED: "float16" or "bfloat16" (no loss scaling

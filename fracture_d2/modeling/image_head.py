@@ -2,11 +2,11 @@
 
 MURA labels each study normal or abnormal and boxes nothing. The head turns the feature pyramid
 into one abnormality logit per image: a shared 3x3 convolution (GroupNorm, ReLU) on each level,
-global max pooling
-over positions (a fracture is local, so the image is abnormal where some position is: the
-multiple-instance view of weakly supervised detection), the levels concatenated, one linear
-layer. It trains with binary cross-entropy on every image, boxed or not, and its gradient
-reaches the backbone, so image labels shape the features the detector uses.
+global max pooling over positions (a fracture is local, so the image is abnormal where some
+position is: the multiple-instance view of weakly supervised detection), the levels
+concatenated, one linear layer. It trains with binary cross-entropy on every image, boxed or
+not, and its gradient reaches the backbone, so image labels shape the features the detector
+uses.
 """
 
 from __future__ import annotations
