@@ -103,6 +103,8 @@ def test_sampler_gives_image_label_only_positives_their_share():
     assert shared.image_label_share == 0.0
     with pytest.raises(ValueError, match="IMAGE_LABEL_SHARE"):
         NegativeCapTrainingSampler(dicts, 1.0, seed=0, image_label_share=1.0)
+    with pytest.raises(ValueError, match="no box-complete images"):  # not an endless wait
+        NegativeCapTrainingSampler(label_only + negatives, 1.0, seed=0, image_label_share=0.25)
     # the share is a ceiling: 2 label-only images among 10 box-complete ones keep their 1/6
     few = NegativeCapTrainingSampler(
         boxed + label_only[:2] + negatives, 1.0, seed=0, image_label_share=0.25

@@ -51,13 +51,14 @@ class NegativeCapTrainingSampler(Sampler):
             raise ValueError("NegativeCapTrainingSampler: the training set has no positive images")
         cap = len(self._neg) if neg_pos_ratio == 0 else int(round(neg_pos_ratio * len(self._pos)))
         self._n_neg = min(len(self._neg), cap)
-        n_label = len(self._label_only)
-        natural = n_label / (n_label + len(self._pos) + self._n_neg) if n_label else 0.0
-        self._share = min(image_label_share, natural)
-        if self._label_only and not self._pos + self._neg:
+        if self._label_only and not self.epoch_size:  # the box-complete stream would be empty
             raise ValueError(
-                "DATALOADER.IMAGE_LABEL_SHARE: the training set has no box-complete images"
+                "DATALOADER.IMAGE_LABEL_SHARE: the training set has no box-complete images to "
+                "sample (no boxed positives, and negatives capped by NEG_POS_RATIO at 0 of them)"
             )
+        n_label = len(self._label_only)
+        natural = n_label / (n_label + self.epoch_size) if n_label else 0.0
+        self._share = min(image_label_share, natural)
         self._seed = int(comm.shared_random_seed() if seed is None or seed < 0 else seed)
         self._rank, self._world_size = comm.get_rank(), comm.get_world_size()
 
